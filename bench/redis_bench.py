@@ -1,0 +1,187 @@
+"""Cross-node delivery through the Redis broker: two ``serve`` processes sharing one Redis.
+
+Events go into node A's TCP ingest; a subscriber on node B counts them. Two measurements:
+a burst (events/s from A's ingest to B's subscriber, through the stream) and a paced feed
+(latency from the feeder's send on A to the arrival on B, p50/p99; the same for a subscriber on
+A, whose events also make the round trip through Redis).
+
+    python -m bench.redis_bench [--redis redis://127.0.0.1:6379/15] [--events 20000]
+                                [--rate 1000] [--seconds 5]
+
+Each run uses a fresh key prefix and deletes its keys afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from netsentinel_websocket.auth import mint
+
+SECRET = "bench-secret-0123456789-abcdefghij"
+
+
+def start_node(config: dict[str, Any], tmp: Path) -> tuple[subprocess.Popen[str], int, int]:
+    """A ``serve`` process; (process, web port, ingest port) once it printed READY."""
+    path = tmp / f"node-{uuid.uuid4().hex[:8]}.json"
+    path.write_text(json.dumps(config))
+    cmd = [sys.executable, "-m", "netsentinel_websocket", "serve", "--config", str(path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("READY "):
+            _, port, ingest = line.split()
+            return proc, int(port), int(ingest)
+    raise RuntimeError("serve exited before READY")
+
+
+async def subscriber(port: int) -> WebSocketClientConnection:
+    token = mint(SECRET, "bench", "channel:*", 3600)
+    request = HTTPRequest(f"ws://127.0.0.1:{port}/ws", headers={"Authorization": f"Bearer {token}"})
+    conn = await websocket_connect(request, max_message_size=64 * 1024 * 1024)
+    await conn.read_message()  # welcome
+    conn.write_message(json.dumps({"type": "subscribe", "id": 1, "channels": ["events"]}))
+    while "subscribed" not in (await conn.read_message() or ""):
+        pass
+    return conn
+
+
+async def collect(conn: WebSocketClientConnection, count: int, arrivals: list[tuple[float, float]]):
+    """Read until ``count`` events arrived; records (sent, arrived) per event."""
+    while len(arrivals) < count:
+        frame = await conn.read_message()
+        if frame is None:
+            raise ConnectionError("subscriber closed")
+        now = time.time()
+        for part in frame.split("\n"):
+            msg = orjson.loads(part)
+            if msg.get("type") == "event":
+                arrivals.append((msg["event"]["data"]["sent"], now))
+
+
+def line(n: int) -> bytes:
+    data = {"n": n, "sent": time.time(), "src_ip": "203.0.113.7", "pad": "x" * 300}
+    return (
+        orjson.dumps(
+            {
+                "id": f"b-{n}",
+                "event_type": "honeypot.ssh.login",
+                "severity": "info",
+                "source": "bench",
+                "data": data,
+            }
+        )
+        + b"\n"
+    )
+
+
+async def feed(ingest_port: int, count: int, rate: float | None) -> None:
+    """``count`` events into the ingest, as fast as possible or at ``rate`` per second."""
+    _, writer = await asyncio.open_connection("127.0.0.1", ingest_port)
+    start = time.monotonic()
+    for n in range(count):
+        if rate:
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        writer.write(line(n))
+        if n % 100 == 0:
+            await writer.drain()
+    await writer.drain()
+    writer.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+        if len(values) > 1
+        else values[0]
+    )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+    sep = "&" if "?" in args.redis else "?"
+    config = {
+        "websocket.enabled": True,
+        "websocket.auth.jwt.secret": SECRET,
+        "websocket.broker": f"{args.redis}{sep}prefix={prefix}",
+        "websocket.ingest.tcp": "127.0.0.1:0",
+        "websocket.queue.max_bytes": 256 * 1024 * 1024,
+        "server.port": 0,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        node_a, port_a, ingest_a = start_node(config, Path(tmp))
+        node_b, port_b, _ = start_node(config, Path(tmp))
+        try:
+            on_b = await subscriber(port_b)
+            burst: list[tuple[float, float]] = []
+            reading = asyncio.create_task(collect(on_b, args.events, burst))
+            started = time.time()
+            await feed(ingest_a, args.events, None)
+            await asyncio.wait_for(reading, 120)
+            burst_rate = args.events / (burst[-1][1] - started)
+            on_b.close()
+
+            on_a, on_b = await subscriber(port_a), await subscriber(port_b)
+            paced = args.rate * args.seconds
+            seen_a: list[tuple[float, float]] = []
+            seen_b: list[tuple[float, float]] = []
+            readers = asyncio.gather(collect(on_a, paced, seen_a), collect(on_b, paced, seen_b))
+            await feed(ingest_a, paced, args.rate)
+            await asyncio.wait_for(readers, 60)
+        finally:
+            for proc in (node_a, node_b):
+                proc.terminate()
+                proc.wait(15)
+            client = redis.Redis.from_url(args.redis)
+            keys = list(client.scan_iter(match=prefix + "*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
+    ms = {
+        name: [1000 * (arrived - sent) for sent, arrived in seen]
+        for name, seen in (("a", seen_a), ("b", seen_b))
+    }
+    return {
+        "burst_events": args.events,
+        "burst_events_per_s": round(burst_rate),
+        "paced_rate": args.rate,
+        "paced_events": paced,
+        "latency_ms_b": {
+            "p50": round(percentile(ms["b"], 50), 2),
+            "p99": round(percentile(ms["b"], 99), 2),
+        },
+        "latency_ms_a": {
+            "p50": round(percentile(ms["a"], 50), 2),
+            "p99": round(percentile(ms["a"], 99), 2),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--events", type=int, default=20000, help="burst size")
+    parser.add_argument("--rate", type=int, default=1000, help="paced feed, events/s")
+    parser.add_argument("--seconds", type=int, default=5, help="paced feed duration")
+    result = asyncio.run(run(parser.parse_args()))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Starting the servers under test as child processes and reading their memory and CPU.
+
+Every case gets a fresh server on fresh ports, so memory per connection is measured from a
+clean start and one server's state never leaks into another's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("netsentinel", "websockets", "seed-style")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def runner_available() -> bool:
+    """Whether this checkout's runner can start (it is being written alongside the bench)."""
+    probe = subprocess.run(
+        [sys.executable, "-m", "netsentinel_websocket", "serve", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def _output(*argv: str) -> str:
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+
+
+def runner_version() -> str:
+    """The package version and the checkout's commit, to label the figures."""
+    code = "import netsentinel_websocket as m; print(getattr(m, '__version__', '?'))"
+    version = _output(sys.executable, "-c", code) or "?"
+    commit = _output("git", "rev-parse", "--short", "HEAD") or "no commit"
+    dirty = _output("git", "status", "--porcelain", "netsentinel_websocket")
+    return f"{version} ({commit}{', with uncommitted changes' if dirty else ''})"
+
+
+def machine_busy() -> tuple[int, int]:
+    """Busy and total jiffies of all cores, to tell a saturated machine from a waiting one."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class Server:
+    """One server process under test."""
+
+    name: str
+    secret: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    ingest_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        if self.name == "netsentinel":
+            config = self.workdir / f"netsentinel-{self.port}.json"
+            config.write_text(
+                json.dumps(
+                    {
+                        "websocket.enabled": True,
+                        "websocket.auth.jwt.secret": self.secret,
+                        "websocket.auth.jwt.algorithms": ["HS256"],
+                        "websocket.ingest.tcp": f"127.0.0.1:{self.ingest_port}",
+                        "server.bind": "127.0.0.1",
+                        "server.port": self.port,
+                        "websocket.limits.max_connections": 20000,
+                        "websocket.limits.per_ip": 20000,
+                        "websocket.limits.per_subject": 20000,
+                    },
+                    indent=2,
+                )
+            )
+            return [sys.executable, "-m", "netsentinel_websocket", "serve", "--config", str(config)]
+        module = {"websockets": "websockets_broadcast", "seed-style": "seed_style"}[self.name]
+        return [
+            sys.executable,
+            "-m",
+            f"bench.peers.{module}",
+            "--port",
+            str(self.port),
+            "--ingest-port",
+            str(self.ingest_port),
+            "--secret",
+            self.secret,
+        ]
+
+    def start(self, timeout: float = 30.0) -> None:
+        log = open(self.workdir / f"{self.name}-{self.port}.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            self.command(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        for port in (self.port, self.ingest_port):
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.process.returncode}; see {log.name}"
+                    )
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{self.name} did not listen on {port}") from None
+                    time.sleep(0.1)
+
+    def rss_kb(self) -> int:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

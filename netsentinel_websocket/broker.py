@@ -1,0 +1,57 @@
+"""The broker interface: the one seam between the hub and where publications come from.
+
+The memory broker numbers events in-process; the Redis broker numbers them in a Redis Stream so
+every node agrees. The hub, history and resume code only ever see this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .positions import Position, PreparedEvent, Publication, Recovery
+
+Deliver = Callable[[Publication], None]
+
+
+class Broker(Protocol):
+    """What the hub needs from a broker."""
+
+    async def start(self, deliver: Deliver) -> None:
+        """Begin delivering; ``deliver`` gets every publication of every channel, in offset
+        order per channel, on the event loop thread."""
+
+    async def stop(self) -> None:
+        """Stop delivering and release connections."""
+
+    def publish(self, channel: str, prepared: PreparedEvent) -> None:
+        """Append an event to a channel; never blocks and never raises for a broker outage."""
+
+    async def recover(self, channel: str, since: Position | None) -> Recovery:
+        """The publications after ``since`` that history still holds, or a not-recovered
+        answer when it cannot serve ``since``. May await; it may also return publications
+        not yet delivered: the hub keeps only those up to ``position`` and lets live delivery
+        bring the rest."""
+
+    def position(self, channel: str) -> Position:
+        """The last position delivered to the hub (offset 0 when the channel is empty); every
+        later publication of the channel must still reach ``deliver``. The hub reads it to know
+        where live delivery takes over from history."""
+
+    @property
+    def ready(self) -> bool:
+        """True when the broker can take and deliver publications (for ``/healthz``)."""
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-able description for ``/healthz`` and ``/ws/stats``."""
+
+
+def create_broker(url: str, history_size: int, **options: Any) -> Broker:
+    """The broker named by ``websocket.broker``."""
+    if url == "memory":
+        from .broker_memory import MemoryBroker
+
+        return MemoryBroker(history_size)
+    from .broker_redis import RedisBroker
+
+    return RedisBroker(url, history_size, **options)

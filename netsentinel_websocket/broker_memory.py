@@ -1,0 +1,67 @@
+"""In-process broker: offsets assigned at publish time, bounded history per channel.
+
+Each channel gets a fresh random epoch when the process starts, because its history does not
+survive a restart: a client resuming with a position from before gets an honest ``gap``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from typing import Any
+
+from .broker import Deliver
+from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
+
+
+class _Channel:
+    __slots__ = ("epoch", "offset", "history")
+
+    def __init__(self, history_size: int) -> None:
+        self.epoch = secrets.token_hex(6)
+        self.offset = 0
+        self.history: deque[Publication] = deque(maxlen=history_size)
+
+
+class MemoryBroker:
+    """The default broker: one process, one feed."""
+
+    def __init__(self, history_size: int) -> None:
+        self._history_size = history_size
+        self._channels: dict[str, _Channel] = {}
+        self._deliver: Deliver | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def stop(self) -> None:
+        self._deliver = None
+
+    def publish(self, channel: str, prepared: PreparedEvent) -> None:
+        ch = self._channel(channel)
+        ch.offset += 1
+        pub = Publication(channel, ch.epoch, ch.offset, prepared)
+        ch.history.append(pub)
+        if self._deliver is not None:
+            self._deliver(pub)
+
+    async def recover(self, channel: str, since: Position | None) -> Recovery:
+        ch = self._channel(channel)
+        return recover_from(ch.history, Position(ch.epoch, ch.offset), since)
+
+    def position(self, channel: str) -> Position:
+        ch = self._channel(channel)
+        return Position(ch.epoch, ch.offset)
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": "memory", "state": "ready", "ready": True}
+
+    def _channel(self, name: str) -> _Channel:
+        ch = self._channels.get(name)
+        if ch is None:
+            ch = self._channels[name] = _Channel(self._history_size)
+        return ch

@@ -1,0 +1,476 @@
+"""Redis Streams broker: one feed shared by every node that points at the same Redis.
+
+Each channel is a stream whose entry IDs are ``<offset>-0``. A Lua script increments the
+channel's counter and XADDs under it in one step, so offsets go up by exactly 1 and are the same
+on every node; the channel's epoch lives in a key created when the stream starts, so a Redis that
+lost its data shows up as a new epoch (clients holding an old position get a ``gap``). Every node
+writes what its own pipeline routes and delivers only what it reads back from the stream, so a
+subscriber on any node sees every node's events once, in stream order.
+
+While Redis is unreachable the node delivers its own new events at once under a node-local
+*outage epoch* and keeps them (bounded) for the stream; once written they are delivered again,
+numbered, under the stream's epoch. docs/scaling.md states the guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from itertools import islice
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
+
+from .broker import Deliver
+from .config import ConfigError
+from .metrics import Metrics
+from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+except ImportError:  # the optional extra is missing: RedisBroker() says how to install it
+    aioredis = None
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "netsentinel:ws:"
+BLOCK_MS = 1000  # XREAD block; an idle reader re-checks the epochs this often
+READ_COUNT = 1000  # entries per stream per XREAD
+WRITE_BATCH = 500  # scripts per pipeline round trip
+MIN_STREAM_LENGTH = 10_000  # room for readers behind a burst, even with a tiny history.size
+SOCKET_TIMEOUT = 5.0  # a Redis that stalls this long is an outage (must exceed BLOCK_MS)
+CONNECT_TIMEOUT = 2.0
+BACKOFF = (0.1, 2.0)  # reconnect delay: first, cap (doubling, +-20% jitter)
+CATCH_UP_WAIT = 2.0  # how long recover() waits for the reader to reach a client's position
+SOURCE_TTL = 86400  # seconds a node's publish sequence is remembered for retries
+
+# KEYS: epoch, seq, stream. A missing epoch or counter means the stream's data is gone: start
+# a new epoch (ARGV[1]) so no node numbers events into a sequence clients cannot trust.
+_ENSURE_EPOCH = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch or redis.call('EXISTS', KEYS[2]) == 0 then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+  redis.call('SET', KEYS[2], 0)
+  redis.call('DEL', KEYS[3])
+end
+"""
+
+SYNC_SCRIPT = _ENSURE_EPOCH + "return {epoch, redis.call('GET', KEYS[2])}\n"
+
+# KEYS: epoch, seq, stream, this node's source key. ARGV: new epoch, maxlen, source sequence,
+# event JSON, received time, source TTL. A retried publish (reply lost with the connection)
+# carries a sequence the source key has seen: it is not added twice.
+PUBLISH_SCRIPT = (
+    _ENSURE_EPOCH
+    + """
+if tonumber(redis.call('GET', KEYS[4]) or '0') >= tonumber(ARGV[3]) then
+  return {epoch, 0}
+end
+local offset = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], string.format('%d-0', offset),
+  'j', ARGV[4], 't', ARGV[5])
+redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[6])
+return {epoch, offset}
+"""
+)
+
+
+class BrokerUnavailable(RuntimeError):
+    """Redis cannot be asked right now (the hub turns a failed resume into a ``gap``)."""
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """The address for the redis client and the key prefix (``?prefix=`` query parameter)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), DEFAULT_PREFIX)
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (in the userinfo or a ``password=`` parameter)."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*:")))
+
+
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel and wait; redis-py can swallow a cancellation that meets a socket timeout
+    (asyncio.timeout), so a task still running is asked again."""
+    while tasks:
+        for task in tasks:
+            task.cancel()
+        _, tasks = await asyncio.wait(tasks, timeout=0.1)
+
+
+def _new_epoch() -> str:
+    return secrets.token_hex(6)
+
+
+class _Channel:
+    """One stream as this node follows it."""
+
+    __slots__ = ("name", "keys", "source_key", "epoch", "offset", "synced", "ring", "local", "sent")
+
+    def __init__(self, name: str, prefix: str, token: str, history_size: int) -> None:
+        base = f"{prefix}{{{name}}}:"  # hash tag: a channel's keys share one Cluster slot
+        self.name = name
+        self.keys = (base + "epoch", base + "seq", base + "stream")
+        self.source_key = f"{base}src:{token}"
+        self.epoch = ""  # the stream's epoch ("" until first synced)
+        self.offset = 0  # last stream offset delivered to the hub
+        self.synced = False
+        self.ring: deque[Publication] = deque(maxlen=history_size)  # recent deliveries
+        self.local: Position | None = None  # outage epoch, until the stream delivers again
+        self.sent = 0  # this node's publish sequence on the channel
+
+
+class _Outgoing:
+    """An event on its way to the stream."""
+
+    __slots__ = ("channel", "seq", "prepared", "shown")
+
+    def __init__(self, channel: _Channel, seq: int, prepared: PreparedEvent) -> None:
+        self.channel = channel
+        self.seq = seq
+        self.prepared = prepared
+        self.shown = False  # delivered locally under the outage epoch
+
+
+class RedisBroker:
+    """Redis Streams broker (``websocket.broker: "redis://..."``)."""
+
+    def __init__(
+        self,
+        url: str,
+        history_size: int,
+        *,
+        metrics: Metrics,
+        buffer_size: int,
+        channels: Sequence[str],
+    ) -> None:
+        """``channels`` are followed from the start (others are followed once touched)."""
+        if aioredis is None:
+            raise ConfigError(
+                "websocket.broker",
+                "a redis:// broker needs the redis package: "
+                "pip install 'netsentinel-websocket[redis]'",
+            )
+        self._url, self.prefix = split_url(url)
+        self.safe_url = redact_url(url)
+        self._password = urlsplit(self._url).password
+        self._history_size = history_size
+        self._maxlen = max(history_size, MIN_STREAM_LENGTH)
+        self._metrics = metrics
+        self._buffer_size = buffer_size
+        self._token = secrets.token_hex(8)
+        self._channels: dict[str, _Channel] = {}
+        self._by_stream: dict[bytes, _Channel] = {}
+        for name in channels:
+            self._channel(name)
+        self._outbox: deque[_Outgoing] = deque()
+        self._wake = asyncio.Event()
+        self._deliver: Deliver | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._attempted = asyncio.Event()
+        self._client: Any = None  # pooled: writes, syncs, history reads
+        self._ready = False
+        self._connected_once = False
+        self._error: str | None = None
+        self._since = time.time()
+        self._dropped = 0
+        self._op = "connect"
+        self._publish_sha = hashlib.sha1(PUBLISH_SCRIPT.encode()).hexdigest()
+        self._sync_sha = hashlib.sha1(SYNC_SCRIPT.encode()).hexdigest()
+
+    # --- the Broker interface ---
+
+    async def start(self, deliver: Deliver) -> None:
+        """Connect in the background; returns after the first attempt, whatever its outcome."""
+        self._deliver = deliver
+        self._metrics.broker_up.set(0)
+        self._task = asyncio.create_task(self._run())
+        await self._attempted.wait()
+
+    async def stop(self) -> None:
+        """Give the writer a moment to put what the pipeline handed over into the stream."""
+        deadline = time.monotonic() + CATCH_UP_WAIT
+        while self._outbox and self._ready and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            await _cancel({self._task})
+            self._task = None
+        self._deliver = None
+
+    def publish(self, channel: str, prepared: PreparedEvent) -> None:
+        ch = self._channel(channel)
+        ch.sent += 1
+        item = _Outgoing(ch, ch.sent, prepared)
+        if not self._ready:
+            self._show(item)
+            if len(self._outbox) >= self._buffer_size:
+                self._dropped += 1
+                self._metrics.broker_dropped.inc()
+                return
+            self._outbox.append(item)
+            self._metrics.broker_buffered.set(len(self._outbox))
+            return
+        self._outbox.append(item)
+        self._wake.set()
+
+    async def recover(self, channel: str, since: Position | None) -> Recovery:
+        ch = self._channel(channel)
+        if since is None:
+            return Recovery((), self.position(channel), True)
+        # A client coming from a node whose reader is ahead of ours: let ours catch up.
+        deadline = time.monotonic() + CATCH_UP_WAIT
+        while ch.epoch == since.epoch and ch.offset < since.offset and self._ready:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        top = Position(ch.epoch, ch.offset)
+        found = recover_from(ch.ring, top, since)
+        if found.recovered or since.epoch != top.epoch or not 0 <= since.offset <= top.offset:
+            return found
+        client = self._client
+        if client is None or not self._ready:
+            raise BrokerUnavailable(f"redis unavailable: {self._error}")
+        entries = await client.xrange(ch.keys[2], f"{since.offset + 1}-0", f"{top.offset}-0")
+        pubs = [self._publication(ch, entry_id, fields) for entry_id, fields in entries]
+        if ch.epoch != top.epoch or not pubs or pubs[0].offset != since.offset + 1:
+            return Recovery((), self.position(channel), False)  # epoch changed or trimmed
+        pubs += [p for p in ch.ring if p.offset > top.offset]  # delivered while we read
+        return Recovery(pubs, Position(ch.epoch, ch.offset), len(pubs) == ch.offset - since.offset)
+
+    def position(self, channel: str) -> Position:
+        ch = self._channel(channel)
+        return ch.local or Position(ch.epoch, ch.offset)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "kind": "redis",
+            "state": "ready"
+            if self._ready
+            else ("unavailable" if self._connected_once else "connecting"),
+            "ready": self._ready,
+            "url": self.safe_url,
+            "prefix": self.prefix,
+            "since": self._since,
+            "error": self._error,
+            "buffered": len(self._outbox),
+            "dropped": self._dropped,
+        }
+
+    # --- connection supervision ---
+
+    async def _run(self) -> None:
+        """Connect, sync, then read and write until either fails; retry with back-off."""
+        delay = BACKOFF[0]
+        while True:
+            reader = writer = None
+            try:
+                self._op = "connect"
+                reader, writer = self._new_client(True), self._new_client(False)
+                await self._connect(reader, writer)
+                self._client = writer
+                self._set_ready(None)
+                delay = BACKOFF[0]
+                await self._serve(reader, writer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure is an outage: retry, never crash the node
+                self._set_ready(exc)
+            finally:
+                self._client = None
+                for client in (reader, writer):
+                    if client is not None:
+                        with contextlib.suppress(Exception):
+                            await client.aclose()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, BACKOFF[1])
+
+    def _new_client(self, single: bool) -> Any:
+        return aioredis.Redis.from_url(
+            self._url,
+            single_connection_client=single,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),  # reconnection is ours, with the outage semantics
+        )
+
+    async def _connect(self, reader: Any, writer: Any) -> None:
+        await reader.ping()
+        await writer.script_load(PUBLISH_SCRIPT)
+        await writer.script_load(SYNC_SCRIPT)
+        for ch in self._channels.values():
+            ch.synced = False
+        self._op = "sync"
+        await self._sync(writer, list(self._channels.values()))
+
+    async def _serve(self, reader: Any, writer: Any) -> None:
+        tasks = {
+            asyncio.create_task(self._read(reader)): "read",
+            asyncio.create_task(self._write(writer)): "publish",
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await _cancel(set(tasks))
+        task = done.pop()
+        self._op = tasks[task]
+        task.result()
+
+    def _set_ready(self, exc: Exception | None) -> None:
+        """Record a state change; on an outage, show the events not yet in the stream."""
+        self._attempted.set()
+        if exc is None:
+            log.info("redis broker connected to %s (prefix %s)", self.safe_url, self.prefix)
+            self._ready, self._connected_once, self._error = True, True, None
+            self._since = time.time()
+            self._metrics.broker_up.set(1)
+            self._wake.set()
+            return
+        self._metrics.broker_errors.labels(self._op).inc()
+        error = f"{self._op}: {exc.__class__.__name__}: {exc}"
+        if self._password:
+            error = error.replace(self._password, "***")
+        if self._ready or self._error is None:
+            log.warning("redis broker unavailable (%s); retrying", error)
+            self._since = time.time()
+        self._ready, self._error = False, error
+        self._metrics.broker_up.set(0)
+        for item in self._outbox:
+            if not item.shown:
+                self._show(item)
+        self._metrics.broker_buffered.set(len(self._outbox))
+
+    # --- reading: the stream -> the hub ---
+
+    async def _read(self, reader: Any) -> None:
+        while True:
+            channels = list(self._channels.values())
+            unsynced = [ch for ch in channels if not ch.synced]
+            if unsynced:
+                await self._sync(reader, unsynced)
+            streams = {ch.keys[2]: f"{ch.offset}-0" for ch in channels}
+            reply = await reader.xread(streams, count=READ_COUNT, block=BLOCK_MS)
+            if not reply:
+                await self._check_epochs(reader, channels)
+                continue
+            now = time.time()
+            for key, entries in reply:
+                ch = self._by_stream[key]
+                for entry_id, fields in entries:
+                    self._take(ch, self._publication(ch, entry_id, fields), now)
+
+    def _take(self, ch: _Channel, pub: Publication, now: float) -> None:
+        """Deliver the next publication read from the stream (XREAD gives offsets > ours)."""
+        if pub.offset != ch.offset + 1:  # trimmed before this node read it
+            self._metrics.broker_errors.labels("trimmed").inc()
+            log.warning("channel %s: reader fell behind the stream bound", ch.name)
+            ch.ring.clear()
+        ch.offset, ch.local = pub.offset, None
+        ch.ring.append(pub)
+        self._metrics.broker_lag.observe(now - pub.prepared.received)
+        if self._deliver is not None:
+            self._deliver(pub)
+
+    async def _sync(self, client: Any, channels: Iterable[_Channel]) -> None:
+        """Learn each channel's epoch and top; a new epoch restarts reading at its offset 1."""
+        channels = list(channels)
+        pipe = client.pipeline(transaction=False)
+        for ch in channels:
+            pipe.evalsha(self._sync_sha, 3, *ch.keys, _new_epoch())
+        for ch, (epoch, top) in zip(channels, await pipe.execute(), strict=True):
+            epoch = epoch.decode()
+            if epoch != ch.epoch:
+                if ch.epoch:
+                    log.warning("channel %s: new stream epoch (Redis lost its data)", ch.name)
+                ch.offset = 0 if ch.epoch else int(top)  # first sync: live from the top
+                ch.epoch = epoch
+                ch.ring.clear()
+            ch.synced = True
+
+    async def _check_epochs(self, client: Any, channels: list[_Channel]) -> None:
+        """An idle reader's check that the streams were not lost under it (FLUSHALL)."""
+        epochs = await client.mget([ch.keys[0] for ch in channels])
+        for ch, epoch in zip(channels, epochs, strict=True):
+            if epoch is None or epoch.decode() != ch.epoch:
+                ch.synced = False
+
+    def _publication(
+        self, ch: _Channel, entry_id: bytes, fields: dict[bytes, bytes]
+    ) -> Publication:
+        full = fields[b"j"]
+        prepared = PreparedEvent(orjson.loads(full), float(fields[b"t"]), full=full)
+        return Publication(ch.name, ch.epoch, int(entry_id.partition(b"-")[0]), prepared)
+
+    # --- writing: the pipeline -> the stream ---
+
+    async def _write(self, writer: Any) -> None:
+        while True:
+            if not self._outbox:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = list(islice(self._outbox, WRITE_BATCH))
+            epoch = _new_epoch()
+            pipe = writer.pipeline(transaction=False)
+            for item in batch:
+                ch = item.channel
+                pipe.evalsha(
+                    self._publish_sha,
+                    4,
+                    *ch.keys,
+                    ch.source_key,
+                    epoch,
+                    self._maxlen,
+                    item.seq,
+                    item.prepared.json(None),
+                    repr(item.prepared.received),
+                    SOURCE_TTL,
+                )
+            results = await pipe.execute()
+            for item, (stream_epoch, _) in zip(batch, results, strict=True):
+                self._outbox.popleft()
+                if stream_epoch.decode() != item.channel.epoch:
+                    item.channel.synced = False  # the reader re-syncs on its next turn
+            self._metrics.broker_buffered.set(len(self._outbox))
+
+    # --- helpers ---
+
+    def _show(self, item: _Outgoing) -> None:
+        """Deliver an event locally under the channel's outage epoch (Redis is unreachable)."""
+        item.shown = True
+        ch = item.channel
+        if ch.local is None:
+            ch.local = Position(f"local-{secrets.token_hex(6)}", 0)
+        ch.local = Position(ch.local.epoch, ch.local.offset + 1)
+        if self._deliver is not None:
+            self._deliver(Publication(ch.name, ch.local.epoch, ch.local.offset, item.prepared))
+
+    def _channel(self, name: str) -> _Channel:
+        ch = self._channels.get(name)
+        if ch is None:
+            ch = self._channels[name] = _Channel(name, self.prefix, self._token, self._history_size)
+            self._by_stream[ch.keys[2].encode()] = ch
+        return ch

@@ -1,0 +1,188 @@
+"""The ``netsentinel-websocket`` command: ``serve``, ``token``, ``tail``, ``check-config``.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage (with a message naming
+the key, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .auth import mint
+from .config import ConfigError, load_file, validate
+
+EXIT_CONFIG = 2
+DEV_SCOPES = "channel:* alerts:ack events:sensitive admin ingest"
+
+log = logging.getLogger("netsentinel_websocket.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"netsentinel-websocket: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"netsentinel-websocket: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netsentinel-websocket",
+        description="Real-time WebSocket feed of NetSentinel / OpenCanary events.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the standalone host (plugin, ingest, web server)")
+    serve.add_argument("--config", metavar="FILE", help="JSON configuration of dotted keys")
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: throw-away secret, websocket enabled, TCP ingest on "
+        "127.0.0.1:1514 unless configured; prints a ready token",
+    )
+    serve.add_argument("--demo", action="store_true", help="feed a synthetic honeypot stream")
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), help="log format (default: server.log_format)"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="mint an HS token from the configured secret (dev)")
+    token.add_argument("--config", metavar="FILE", help="configuration holding the HS secret")
+    token.add_argument("--secret", help="HS secret (default: websocket.auth.jwt.secret)")
+    token.add_argument("--sub", required=True, help="subject (sub claim)")
+    token.add_argument(
+        "--scope", default="channel:*", help='space-separated scopes (default "channel:*")'
+    )
+    token.add_argument("--ttl", type=float, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--alg", default="HS256", choices=("HS256", "HS384", "HS512"))
+    token.set_defaults(func=cmd_token)
+
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=cmd_check_config)
+
+    from .tail import add_parser as add_tail
+
+    add_tail(sub)
+    return parser
+
+
+def _load(path: str | None) -> dict[str, Any]:
+    return load_file(path) if path else {}
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .node import build_verifier
+
+    settings = validate(load_file(args.file))
+    build_verifier(settings)
+    state = "enabled" if settings["websocket.enabled"] else "disabled"
+    auth = "configured" if _has_key(settings) else "NOT configured: every connection is refused"
+    print(f"{args.file}: OK (websocket {state}; authentication {auth})")
+    return 0
+
+
+def _has_key(settings: Any) -> bool:
+    return any(
+        settings[k]
+        for k in (
+            "websocket.auth.jwt.secret",
+            "websocket.auth.jwt.public_key",
+            "websocket.auth.jwt.jwks_url",
+        )
+    )
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    secret = args.secret
+    if secret is None:
+        secret = validate(_load(args.config))["websocket.auth.jwt.secret"]
+    if not secret:
+        raise ConfigError(
+            "websocket.auth.jwt.secret", "no HS secret configured (use --config or --secret)"
+        )
+    try:
+        print(mint(secret, args.sub, args.scope, args.ttl, algorithm=args.alg))
+    except ValueError as exc:
+        print(f"netsentinel-websocket token: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+    from .runner import Runner
+
+    config = _load(args.config)
+    dev_token = None
+    if args.dev:
+        secret = secrets.token_urlsafe(32)
+        config = {
+            **config,
+            "websocket.enabled": True,
+            "websocket.auth.jwt.algorithms": ["HS256"],
+            "websocket.auth.jwt.secret": secret,
+        }
+        config.setdefault("websocket.ingest.tcp", "127.0.0.1:1514")
+        dev_token = mint(secret, "dev", DEV_SCOPES, 12 * 3600)
+        config["websocket.dashboard.token"] = dev_token
+    settings = validate(config)
+    setup_logging(args.log_format or settings["server.log_format"])
+    if not settings["websocket.enabled"]:
+        raise ConfigError("websocket.enabled", "is false: nothing to serve (or use --dev)")
+    runner = Runner(config, demo=args.demo)
+    return asyncio.run(_serve(runner, dev_token))
+
+
+async def _serve(runner: Any, dev_token: str | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runner.start()
+    s = runner.settings
+    scheme = "https" if s["server.tls.cert"] else "http"
+    host = s["server.bind"] if s["server.bind"] not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    base = f"{scheme}://{host}:{runner.port}"
+    ws = base.replace("http", "ws", 1) + s["websocket.path"]
+    log.info("serving on %s (websocket %s)", base, ws)
+    if runner.ingest_port is not None:
+        log.info("TCP ingest on %s:%d", s["websocket.ingest.tcp"][0], runner.ingest_port)
+    if dev_token is not None:
+        _print_dev_banner(base, ws, s["websocket.path"], dev_token)
+    print(f"READY {runner.port} {runner.ingest_port or 0}", flush=True)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.stop()
+    return 0
+
+
+def _print_dev_banner(base: str, ws: str, path: str, token: str) -> None:
+    bar = "!" * 78
+    print(
+        f"{bar}\n"
+        "!! DEVELOPMENT MODE: a throw-away HS256 secret was generated for this run.\n"
+        "!! Tokens die with the process. Never use --dev on a shared or exposed server.\n"
+        f"{bar}\n"
+        f"WebSocket: {ws}\n"
+        f"Dashboard: {base}{'' if path == '/' else path}/dashboard\n"
+        f"Token (sub=dev, scope={DEV_SCOPES!r}, 12 h):\n{token}\n"
+        f"Try: netsentinel-websocket tail {ws} --token <token> --channel events\n",
+        flush=True,
+    )

@@ -1,0 +1,588 @@
+"""Configuration: the key schema, ``${ENV}`` expansion and validation.
+
+NetSentinel's configuration is one JSON object of flat dotted keys (the OpenCanary style). The
+plugin owns the ``websocket.*`` keys and the runner the ``server.*`` keys; every other key belongs
+to somebody else and is left alone. Everything here is pure: a bad value becomes a
+:class:`ConfigError` naming the key, never a traceback deep inside the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .events import SEVERITIES
+
+OWN_PREFIXES = ("websocket.", "server.")
+
+DEFAULT_CHANNELS = ("threats", "alerts", "status", "metrics", "events", "network", "packets", "ml")
+
+DEFAULT_ROUTES: tuple[dict[str, Any], ...] = (
+    {"channel": "threats", "event_types": ["threat.*"]},
+    {"channel": "alerts", "event_types": ["alert.*"]},
+    {"channel": "status", "event_types": ["status.*", "system.*"]},
+    {"channel": "metrics", "event_types": ["metrics.*"]},
+    {"channel": "network", "event_types": ["network.*"]},
+    {"channel": "packets", "event_types": ["packet.*"]},
+    {"channel": "ml", "event_types": ["ml.*"]},
+    {"channel": "events", "event_types": ["honeypot.*"]},
+    {"channel": "threats", "min_severity": "high"},
+)
+
+DEFAULT_REDACT = (
+    "data.logdata.PASSWORD",
+    "data.logdata.password",
+    "data.logdata.PASSWORD_HASH",
+    "data.logdata.Password",
+    "data.logdata.VNC Password",
+    "data.logdata.SECRET_STRING",
+    "data.logdata.auth_data",
+    "data.password",
+)
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, always naming the key it is about."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its type (for docs), default, check and meaning."""
+
+    name: str
+    type: str
+    default: Any
+    check: Callable[[str, Any], Any]
+    doc: str
+    secret: bool = False
+
+
+# --- checks: each takes (key, value) and returns the value to keep or raises ConfigError ---
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false (got {_show(value)})")
+    return value
+
+
+def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer (got {_show(value)})")
+        if not lo <= value <= hi:
+            raise ConfigError(key, f"must be between {lo} and {hi} (got {value})")
+        return value
+
+    return check
+
+
+def _number(lo: float, hi: float) -> Callable[[str, Any], float]:
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"must be a number (got {_show(value)})")
+        if not lo <= value <= hi:
+            raise ConfigError(key, f"must be between {lo} and {hi} (got {value})")
+        return float(value)
+
+    return check
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string (got {_show(value)})")
+    return value
+
+
+def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    def optional(key: str, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        return check(key, value)
+
+    return optional
+
+
+def _str_list(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, f"must be a list of strings (got {_show(value)})")
+    return tuple(value)
+
+
+def _path(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or " " in value:
+        raise ConfigError(key, f"must be a URL path starting with '/' (got {_show(value)})")
+    return value.rstrip("/") or "/"
+
+
+def _algorithms(key: str, value: Any) -> tuple[str, ...]:
+    from .auth import ALL_ALGORITHMS
+
+    algs = _str_list(key, value)
+    if not algs:
+        raise ConfigError(key, "must name at least one algorithm")
+    for alg in algs:
+        if alg not in ALL_ALGORITHMS:
+            raise ConfigError(
+                key, f"unsupported algorithm {alg!r} (allowed: {_names(ALL_ALGORITHMS)})"
+            )
+    return algs
+
+
+def _readable_file(key: str, value: Any) -> str:
+    path = _string(key, value)
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ConfigError(key, f"file not found or not readable: {path}")
+    return path
+
+
+def _http_url(key: str, value: Any) -> str:
+    url = _string(key, value)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(key, "must be an http:// or https:// URL")
+    return url
+
+
+def _host_port(key: str, value: Any) -> tuple[str, int]:
+    text = _string(key, value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(key, f"must be 'host:port' (got {_show(value)})")
+    return host.strip("[]"), int(port)
+
+
+def _broker(key: str, value: Any) -> str:
+    text = _string(key, value)
+    if text != "memory" and not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(key, "must be 'memory' or a redis:// / rediss:// address")
+    return text
+
+
+def _channels(key: str, value: Any) -> tuple[str, ...]:
+    names = _str_list(key, value)
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", name):
+            raise ConfigError(key, f"bad channel name {name!r} (lowercase letters, digits, _.-)")
+    if not names:
+        raise ConfigError(key, "must name at least one channel")
+    return names
+
+
+def _routes(key: str, value: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"must be a list of rule objects (got {_show(value)})")
+    rules = []
+    for i, rule in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(rule, dict):
+            raise ConfigError(key, f"rule {i} must be an object")
+        unknown = set(rule) - {"channel", "event_types", "min_severity"}
+        if unknown:
+            raise ConfigError(key, f"rule {i}: unknown field {sorted(unknown)[0]!r}")
+        if not isinstance(rule.get("channel"), str):
+            raise ConfigError(key, f"rule {i}: 'channel' must be a string")
+        if "event_types" in rule:
+            _str_list(where + ".event_types", rule["event_types"])
+        if "min_severity" in rule and rule["min_severity"] not in SEVERITIES:
+            raise ConfigError(key, f"rule {i}: 'min_severity' must be one of {_names(SEVERITIES)}")
+        rules.append(dict(rule))
+    return tuple(rules)
+
+
+def _redact_paths(key: str, value: Any) -> tuple[str, ...]:
+    paths = _str_list(key, value)
+    for path in paths:
+        if not path or any(not part for part in path.split(".")):
+            raise ConfigError(key, f"bad dotted path {path!r}")
+    return paths
+
+
+def _origins(key: str, value: Any) -> tuple[str, ...]:
+    origins = _str_list(key, value)
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ConfigError(key, f"bad origin {origin!r} (scheme://host[:port], no path)")
+    return origins
+
+
+def _log_format(key: str, value: Any) -> str:
+    if value not in ("text", "json"):
+        raise ConfigError(key, "must be 'text' or 'json'")
+    return str(value)
+
+
+MIB = 1024 * 1024
+
+KEYS: tuple[Key, ...] = (
+    Key("websocket.enabled", "bool", False, _bool, "Turns the plugin on."),
+    Key("websocket.path", "string", "/ws", _path, "Path of the WebSocket endpoint."),
+    Key(
+        "websocket.node_id",
+        "string",
+        "",
+        _string,
+        "Name of this node in `welcome` messages and logs; empty means hostname-pid.",
+    ),
+    Key(
+        "websocket.auth.jwt.algorithms",
+        "list of strings",
+        ["HS256"],
+        _algorithms,
+        "Allowlist of JWT algorithms (HS256/384/512, RS*, PS*, ES*, EdDSA; never none).",
+    ),
+    Key(
+        "websocket.auth.jwt.secret",
+        "string",
+        None,
+        _optional(_string),
+        "Secret for HS* tokens, usually `${NETSENTINEL_WS_SECRET}`. Never logged.",
+        secret=True,
+    ),
+    Key(
+        "websocket.auth.jwt.public_key",
+        "path",
+        None,
+        _optional(_readable_file),
+        "PEM public key file for RS*/PS*/ES*/EdDSA tokens.",
+    ),
+    Key(
+        "websocket.auth.jwt.jwks_url",
+        "URL",
+        None,
+        _optional(_http_url),
+        "JWKS address for asymmetric tokens; keys cached, refreshed on an unknown `kid`.",
+    ),
+    Key(
+        "websocket.auth.jwt.audience",
+        "string",
+        None,
+        _optional(_string),
+        "Required `aud` claim, checked when set.",
+    ),
+    Key(
+        "websocket.auth.jwt.issuer",
+        "string",
+        None,
+        _optional(_string),
+        "Required `iss` claim, checked when set.",
+    ),
+    Key(
+        "websocket.auth.jwt.leeway",
+        "number (s)",
+        0,
+        _number(0, 300),
+        "Clock skew allowed on `exp`/`nbf`/`iat`.",
+    ),
+    Key(
+        "websocket.auth.timeout",
+        "number (s)",
+        5,
+        _number(0.1, 120),
+        "How long a connection may stay unauthenticated before 4001.",
+    ),
+    Key(
+        "websocket.auth.allow_query_token",
+        "bool",
+        False,
+        _bool,
+        "Accept `?token=` in the URL (tokens in URLs end up in proxy logs: off by default).",
+    ),
+    Key(
+        "websocket.allowed_origins",
+        "list of strings",
+        [],
+        _origins,
+        "Browser origins allowed to connect; empty means same-origin only; `*` allows any.",
+    ),
+    Key(
+        "websocket.redact",
+        "list of strings",
+        list(DEFAULT_REDACT),
+        _redact_paths,
+        "Dotted event field paths replaced by `[redacted]` for clients without `events:sensitive`.",
+    ),
+    Key(
+        "websocket.channels",
+        "list of strings",
+        list(DEFAULT_CHANNELS),
+        _channels,
+        "The channels clients may subscribe to.",
+    ),
+    Key(
+        "websocket.routes",
+        "list of rules",
+        [dict(r) for r in DEFAULT_ROUTES],
+        _routes,
+        "Ordered routing rules `{channel, event_types (globs), min_severity}`; an event goes "
+        "to every channel whose rule matches.",
+    ),
+    Key(
+        "websocket.history.size",
+        "int",
+        1000,
+        _int(0, 10_000_000),
+        "Events kept per channel for resume with `since`.",
+    ),
+    Key(
+        "websocket.queue.max_bytes",
+        "int (bytes)",
+        MIB,
+        _int(4096, 1024 * MIB),
+        "Per-connection outbound bound; a client over it is closed with 4009.",
+    ),
+    Key(
+        "websocket.limits.max_message_bytes",
+        "int (bytes)",
+        64 * 1024,
+        _int(256, 16 * MIB),
+        "Largest client frame; larger ones close the connection with 1009.",
+    ),
+    Key(
+        "websocket.limits.max_connections",
+        "int",
+        10000,
+        _int(1, 1_000_000),
+        "Connections in all; over it: 4029.",
+    ),
+    Key(
+        "websocket.limits.per_ip",
+        "int",
+        1000,
+        _int(1, 1_000_000),
+        "Connections per client address; over it: 4029.",
+    ),
+    Key(
+        "websocket.limits.per_subject",
+        "int",
+        100,
+        _int(1, 1_000_000),
+        "Connections per token subject (`sub`); over it: 4029.",
+    ),
+    Key(
+        "websocket.limits.messages_per_second",
+        "number",
+        50,
+        _number(0.1, 100_000),
+        "Client message rate (burst of the same size); over it `rate_limited`, at twice "
+        "the rate: close 4008.",
+    ),
+    Key(
+        "websocket.limits.max_subscriptions",
+        "int",
+        64,
+        _int(1, 10_000),
+        "Channels one connection may subscribe to at once.",
+    ),
+    Key(
+        "websocket.heartbeat.interval",
+        "number (s)",
+        20,
+        _number(0, 3600),
+        "WebSocket ping interval (0 turns heartbeats off).",
+    ),
+    Key(
+        "websocket.heartbeat.timeout",
+        "number (s)",
+        20,
+        _number(0.1, 3600),
+        "A connection that does not answer a ping within this time is closed.",
+    ),
+    Key(
+        "websocket.shutdown.grace",
+        "number (s)",
+        5,
+        _number(0, 120),
+        "On shutdown, time given to flush queued data before clients are closed with 1001.",
+    ),
+    Key(
+        "websocket.broker",
+        "string",
+        "memory",
+        _broker,
+        "`memory`, or `redis://[:password@]host:port/db` (`rediss://` for TLS) to share "
+        "one feed between nodes; `?prefix=` sets the key prefix (default `netsentinel:ws:`). "
+        "See docs/scaling.md.",
+    ),
+    Key(
+        "websocket.broker.buffer",
+        "int",
+        10000,
+        _int(0, 10_000_000),
+        "Redis broker: events kept for the stream while Redis is unreachable (they are "
+        "delivered locally at once; beyond this bound they are not kept, and counted).",
+    ),
+    Key(
+        "websocket.ingest.tcp",
+        "host:port",
+        None,
+        _optional(_host_port),
+        "Runner: listen for newline-delimited JSON (OpenCanary's SocketJSONHandler).",
+    ),
+    Key(
+        "websocket.ingest.max_line_bytes",
+        "int (bytes)",
+        MIB,
+        _int(1024, 256 * MIB),
+        "Runner: longest accepted ingest line / HTTP body; longer ones are dropped and counted.",
+    ),
+    Key(
+        "websocket.dashboard.token",
+        "string",
+        None,
+        _optional(_string),
+        "Development only: a token the dashboard page hands to the browser without asking "
+        "(`serve --dev` sets it). Never set it on a shared server.",
+        secret=True,
+    ),
+    Key("server.bind", "string", "127.0.0.1", _string, "Runner: address to listen on."),
+    Key("server.port", "int", 8082, _int(0, 65535), "Runner: HTTP/WebSocket port."),
+    Key(
+        "server.tls.cert",
+        "path",
+        None,
+        _optional(_readable_file),
+        "Runner: PEM certificate (TLS on when set, with `server.tls.key`).",
+    ),
+    Key(
+        "server.tls.key",
+        "path",
+        None,
+        _optional(_readable_file),
+        "Runner: PEM private key for `server.tls.cert`.",
+    ),
+    Key("server.backlog", "int", 4096, _int(1, 65535), "Runner: listen backlog."),
+    Key("server.log_format", "string", "text", _log_format, "Runner: `text` or `json` logs."),
+)
+
+KEYS_BY_NAME = {k.name: k for k in KEYS}
+SECRET_KEYS = frozenset(k.name for k in KEYS if k.secret)
+
+
+class Settings(Mapping[str, Any]):
+    """Validated values of every own key (defaults filled in), read like a dict."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k in SECRET_KEYS and v else v) for k, v in self._values.items()}
+        return f"Settings({shown!r})"
+
+
+def expand_env(key: str, value: Any, environ: Mapping[str, str]) -> Any:
+    """Expand ``${NAME}`` in strings (also inside lists); an unset variable is an error.
+
+    OpenCanary leaves unknown references as they are; for a secret that would silently make the
+    literal text ``${NETSENTINEL_WS_SECRET}`` the key, so here it is refused instead.
+    """
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(key, f"environment variable {name} is not set")
+            return environ[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, list):
+        return [expand_env(key, v, environ) for v in value]
+    return value
+
+
+def validate(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Check every own key of a whole NetSentinel configuration and fill in defaults."""
+    if not isinstance(config, Mapping):
+        raise ConfigError("(config)", "must be a JSON object of dotted keys")
+    env = os.environ if environ is None else environ
+    values = {k.name: k.check(k.name, _copy(k.default)) for k in KEYS}
+    for key, raw in config.items():
+        if not isinstance(key, str) or not key.startswith(OWN_PREFIXES):
+            continue
+        spec = KEYS_BY_NAME.get(key)
+        if spec is None:
+            hint = _close_match(key)
+            raise ConfigError(key, "unknown key" + (f" (did you mean {hint}?)" if hint else ""))
+        values[key] = spec.check(key, expand_env(key, raw, env))
+    _cross_checks(values)
+    return Settings(values)
+
+
+def load_file(path: str) -> dict[str, Any]:
+    """Read a configuration file; problems become a ConfigError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "must hold a JSON object of dotted keys")
+    return data
+
+
+def _cross_checks(values: dict[str, Any]) -> None:
+    channels = set(values["websocket.channels"])
+    for i, rule in enumerate(values["websocket.routes"]):
+        if rule["channel"] not in channels:
+            raise ConfigError(
+                "websocket.routes", f"rule {i}: channel {rule['channel']!r} is not declared"
+            )
+    if bool(values["server.tls.cert"]) != bool(values["server.tls.key"]):
+        key = "server.tls.key" if values["server.tls.cert"] else "server.tls.cert"
+        raise ConfigError(key, "server.tls.cert and server.tls.key go together")
+    algs = values["websocket.auth.jwt.algorithms"]
+    if (
+        values["websocket.auth.jwt.secret"] is not None
+        and len(values["websocket.auth.jwt.secret"]) < 16
+    ):
+        raise ConfigError("websocket.auth.jwt.secret", "must be at least 16 characters")
+    asym = [a for a in algs if not a.startswith("HS")]
+    if (
+        asym
+        and values["websocket.auth.jwt.public_key"] is None
+        and not values["websocket.auth.jwt.jwks_url"]
+    ):
+        raise ConfigError(
+            "websocket.auth.jwt.algorithms",
+            f"{asym[0]} needs websocket.auth.jwt.public_key or websocket.auth.jwt.jwks_url",
+        )
+
+
+def _close_match(key: str) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(key, KEYS_BY_NAME, n=1, cutoff=0.8)
+    return found[0] if found else None
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _names(items: Any) -> str:
+    return ", ".join(sorted(items))
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,275 @@
+"""The hub: who is subscribed to what, and the fan-out hot path.
+
+Subscribers of a channel are grouped by (filter, redaction class). The broker hands publications
+to :meth:`Hub.on_publication`; the hub collects those of one event-loop turn and flushes once:
+per channel and group, the filter runs once per event, the matching prepared messages are joined
+into one WebSocket frame, and that same bytes object is written to every member. The cost per
+subscriber per flush is one write call.
+
+Resume (``since``) is a handover between history and live delivery without a hole or a
+duplicate: the subscriber is registered as *recovering* before history is read, so every
+publication flushed meanwhile is buffered for it, however long the broker's read awaits. Once
+history is in, the hub flushes (so nothing handed over is left pending), stitches history and
+the buffer into the exact run from ``since`` to the broker's last delivered position, writes it,
+and adds the subscriber to its groups in the same loop turn: live delivery starts right after
+that position. A run that cannot be stitched without a hole is reported as a ``gap``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
+from typing import Any, Protocol
+
+from . import protocol
+from .broker import Broker
+from .filters import Filter
+from .frames import coalesce
+from .metrics import Metrics
+from .positions import Position, Publication, Recovery, catch_up
+from .redact import Redactor
+
+log = logging.getLogger(__name__)
+
+
+class Subscriber(Protocol):
+    """What the hub needs from a connection."""
+
+    @property
+    def sensitive(self) -> bool:
+        """True when the subscriber may see redacted fields."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def send_frame(self, frame: bytes, count: int, force: bool = False) -> None:
+        """Write a prepared frame holding ``count`` events; never raises, never blocks."""
+
+
+class _Group:
+    __slots__ = ("filter", "redactor", "members")
+
+    def __init__(self, flt: Filter, redactor: Redactor | None) -> None:
+        self.filter = flt
+        self.redactor = redactor
+        self.members: dict[Subscriber, None] = {}
+
+
+class _Recovering:
+    __slots__ = ("subscriber", "buffer")
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self.subscriber = subscriber
+        self.buffer: list[Publication] = []
+
+
+class _Channel:
+    __slots__ = ("name", "groups", "recovering", "delivered", "subscribed")
+
+    def __init__(self, name: str, metrics: Metrics) -> None:
+        self.name = name
+        self.groups: dict[tuple[Any, bool], _Group] = {}
+        self.recovering: list[_Recovering] = []
+        self.delivered = metrics.events_delivered.labels(name)
+        self.subscribed = metrics.subscriptions.labels(name)
+
+
+ReplyBuilder = Callable[[Mapping[str, Position], Mapping[str, bool]], bytes]
+
+
+class Hub:
+    """Fan-out of publications to subscribers; one per node."""
+
+    def __init__(self, broker: Broker, redactor: Redactor, metrics: Metrics) -> None:
+        self._broker = broker
+        self._redactor = redactor
+        self._metrics = metrics
+        self._channels: dict[str, _Channel] = {}
+        self._memberships: dict[Subscriber, dict[str, _Group]] = {}
+        self._pending: list[Publication] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- the hot path ---
+
+    def on_publication(self, pub: Publication) -> None:
+        """Called by the broker for every publication; delivery happens at the next flush."""
+        self._pending.append(pub)
+        if not self._scheduled:
+            self._scheduled = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Deliver every pending publication now."""
+        self._scheduled = False
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        by_channel: dict[str, list[Publication]] = {}
+        for pub in pending:
+            by_channel.setdefault(pub.channel, []).append(pub)
+        now = time.time()
+        for name, pubs in by_channel.items():
+            channel = self._channels.get(name)
+            if channel is not None:
+                self._deliver(channel, pubs, now)
+
+    def _deliver(self, channel: _Channel, pubs: list[Publication], now: float) -> None:
+        for recovering in channel.recovering:
+            recovering.buffer.extend(pubs)
+        observe = self._metrics.delivery_latency.observe
+        for group in tuple(channel.groups.values()):
+            if not group.members:
+                continue
+            flt = group.filter
+            chosen = pubs if flt.match_all else [p for p in pubs if flt.match(p.prepared.event)]
+            if not chosen:
+                continue
+            redactor = group.redactor
+            members = tuple(group.members)
+            for frame, count in coalesce([p.message(redactor) for p in chosen]):
+                for subscriber in members:
+                    subscriber.send_frame(frame, count)
+                self._metrics.bytes_sent.inc(len(frame) * len(members))
+            channel.delivered.inc(len(chosen) * len(members))
+            for pub in chosen:
+                observe(now - pub.prepared.received)
+
+    # --- subscriptions ---
+
+    async def subscribe(
+        self,
+        subscriber: Subscriber,
+        channels: Sequence[str],
+        flt: Filter,
+        since: Mapping[str, Position],
+        reply: ReplyBuilder,
+    ) -> None:
+        """Subscribe to ``channels``; writes ``reply(positions, recovered)``, then any gaps and
+        missed events (in frames of at most 1 MiB), before the first live event of these
+        channels.
+
+        A reported position is where the subscriber stands: its next event on that channel
+        has the following offset.
+        """
+        waiting = {name: _Recovering(subscriber) for name in channels if name in since}
+        for name, recovering in waiting.items():
+            self._leave(subscriber, name)  # no live event of these channels until caught up
+            self._channel(name).recovering.append(recovering)
+        try:
+            recoveries = {name: await self._recover(name, since[name]) for name in waiting}
+            self.flush()  # what the broker handed over meanwhile must reach the buffers
+        finally:
+            for name, recovering in waiting.items():
+                self._channel(name).recovering.remove(recovering)
+        if subscriber.closed:
+            return
+        redactor = None if subscriber.sensitive else self._redactor
+        positions: dict[str, Position] = {}
+        recovered: dict[str, bool] = {}
+        parts: list[bytes] = []
+        count = 0
+        for name in channels:
+            # Live delivery goes on after the last position handed to the hub (all flushed).
+            last = self._broker.position(name)
+            positions[name] = last
+            if name not in waiting:
+                continue
+            rec = recoveries[name]
+            pubs = (
+                catch_up(since[name], chain(rec.publications, waiting[name].buffer), last)
+                if rec.recovered
+                else None
+            )
+            recovered[name] = pubs is not None
+            if pubs is None:
+                parts.append(protocol.gap(name, last.epoch, since[name]))
+                continue
+            positions[name] = since[name]
+            chosen = pubs if flt.match_all else [p for p in pubs if flt.match(p.prepared.event)]
+            parts.extend(p.message(redactor) for p in chosen)
+            count += len(chosen)
+        frames = coalesce([reply(positions, recovered), *parts])
+        for i, (frame, _) in enumerate(frames, 1):
+            subscriber.send_frame(frame, count if i == len(frames) else 0, force=True)
+        self._join(subscriber, channels, flt, redactor)
+
+    async def _recover(self, name: str, since: Position) -> Recovery:
+        try:
+            return await self._broker.recover(name, since)
+        except Exception as exc:  # a broker outage must not fail the subscribe: report a gap
+            log.warning("history of channel %s unavailable (%r); reporting a gap", name, exc)
+            self._metrics.broker_errors.labels("recover").inc()
+            return Recovery((), self._broker.position(name), False)
+
+    def _join(
+        self,
+        subscriber: Subscriber,
+        channels: Sequence[str],
+        flt: Filter,
+        redactor: Redactor | None,
+    ) -> None:
+        """Put the subscriber in the group of each channel (leaving any group it was in)."""
+        mine = self._memberships.setdefault(subscriber, {})
+        key = (flt.key, redactor is None)
+        for name in channels:
+            self._leave(subscriber, name)
+            channel = self._channel(name)
+            group = channel.groups.get(key)
+            if group is None:
+                group = channel.groups[key] = _Group(flt, redactor)
+            group.members[subscriber] = None
+            mine[name] = group
+            channel.subscribed.inc()
+
+    def unsubscribe(self, subscriber: Subscriber, channels: Sequence[str]) -> list[str]:
+        """Leave ``channels``; returns those the subscriber was on."""
+        return [name for name in channels if self._leave(subscriber, name)]
+
+    def remove(self, subscriber: Subscriber) -> None:
+        """Forget a closed connection."""
+        for name in list(self._memberships.get(subscriber, ())):
+            self._leave(subscriber, name)
+        self._memberships.pop(subscriber, None)
+
+    def subscriptions(self, subscriber: Subscriber) -> dict[str, Filter]:
+        """The channels a subscriber is on, with their filters."""
+        return {name: g.filter for name, g in self._memberships.get(subscriber, {}).items()}
+
+    def regroup(self, subscriber: Subscriber) -> None:
+        """Move a subscriber whose redaction class changed (token refresh) to the right groups."""
+        redactor = None if subscriber.sensitive else self._redactor
+        for name, group in list(self._memberships.get(subscriber, {}).items()):
+            if group.redactor is not redactor:
+                self._join(subscriber, [name], group.filter, redactor)
+
+    def subscriber_counts(self) -> dict[str, int]:
+        """Subscribers per channel, for ``/ws/stats``."""
+        return {
+            name: sum(len(g.members) for g in ch.groups.values())
+            for name, ch in self._channels.items()
+        }
+
+    def _leave(self, subscriber: Subscriber, name: str) -> bool:
+        mine = self._memberships.get(subscriber)
+        group = mine.pop(name, None) if mine else None
+        if group is None:
+            return False
+        group.members.pop(subscriber, None)
+        channel = self._channels[name]
+        channel.subscribed.dec()
+        if not group.members:
+            channel.groups.pop((group.filter.key, group.redactor is None), None)
+        return True
+
+    def _channel(self, name: str) -> _Channel:
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = self._channels[name] = _Channel(name, self._metrics)
+        return channel

@@ -1,0 +1,75 @@
+"""Logging setup for the runner: plain text or one JSON object per line.
+
+Connection lines carry structured fields (``extra=``: event, conn, subject, address, code,
+duration, events_sent) that the JSON format writes as keys of their own. Whatever the format,
+a filter masks anything that looks like a token (a JWT, ``token=`` in a query string, a
+``bearer.`` subprotocol) before a line is written: Tornado's access log, for one, prints
+request URIs verbatim.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+import orjson
+
+# The attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+_SECRETS = re.compile(
+    r"eyJ[\w-]*\.[\w-]*\.[\w-]*"  # a JWT (its header always starts with '{"')
+    r"|(?<=token=)[^&\s\"']+"  # a query or form token
+    r"|(?<=bearer[ .])[\w.~+/=-]+",  # an Authorization header or a subprotocol
+    re.IGNORECASE,
+)
+MASK = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """``text`` with anything token-like replaced by ``[redacted]``."""
+    return _SECRETS.sub(MASK, text)
+
+
+class RedactTokens(logging.Filter):
+    """Masks tokens in the rendered message (and leaves records without any untouched)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, message, the record's ``extra`` fields,
+    and exc when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(entry, default=str).decode()
+
+
+def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactTokens())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)

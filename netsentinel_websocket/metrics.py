@@ -1,0 +1,99 @@
+"""Prometheus series of one node, in a private registry so a host's metrics stay its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+PREFIX = "netsentinel_ws"
+
+# The reasons ingest.py and runner.py count dropped lines under (a bounded label set).
+INGEST_REASONS = ("malformed", "too_long", "not_object", "invalid")
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """Every series the node exposes on ``GET /metrics`` (see docs/observability.md)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge(f"{PREFIX}_connections", "Open WebSocket connections.", registry=r)
+        self.subscriptions = Gauge(
+            f"{PREFIX}_subscriptions", "Subscriptions per channel.", ["channel"], registry=r
+        )
+        self.events_in = Counter(
+            f"{PREFIX}_events_in", "Events handed to the processor.", registry=r
+        )
+        self.events_published = Counter(
+            f"{PREFIX}_events_published", "Events routed to a channel.", ["channel"], registry=r
+        )
+        self.events_delivered = Counter(
+            f"{PREFIX}_events_delivered",
+            "Event messages written to subscribers (one per subscriber).",
+            ["channel"],
+            registry=r,
+        )
+        self.bytes_sent = Counter(
+            f"{PREFIX}_sent_bytes", "Event frame bytes written to subscribers.", registry=r
+        )
+        self.delivery_latency = Histogram(
+            f"{PREFIX}_delivery_latency_seconds",
+            "From ingest to the write to subscribers' sockets.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            f"{PREFIX}_auth_failures", "Refused tokens by reason.", ["reason"], registry=r
+        )
+        self.closes = Counter(
+            f"{PREFIX}_connections_closed",
+            "Closed connections by close code.",
+            ["code"],
+            registry=r,
+        )
+        self.slow_consumer_closes = Counter(
+            f"{PREFIX}_slow_consumer_closes", "Connections closed with 4009.", registry=r
+        )
+        self.write_errors = Counter(
+            f"{PREFIX}_write_errors", "Writes that failed on a broken connection.", registry=r
+        )
+        self.client_errors = Counter(
+            f"{PREFIX}_client_errors",
+            "Error replies to client messages by code.",
+            ["code"],
+            registry=r,
+        )
+        self.ingest_rejected = Counter(
+            f"{PREFIX}_ingest_rejected",
+            "Ingest lines or items dropped (malformed, too long, invalid).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in INGEST_REASONS:  # present at 0, so rate() alerts work from the start
+            self.ingest_rejected.labels(reason)
+        self.pipeline_rejected = Counter(
+            f"{PREFIX}_pipeline_rejected",
+            "Pipeline events that could not be normalized.",
+            registry=r,
+        )
+        self.broker_up = Gauge(f"{PREFIX}_broker_up", "1 when the broker is ready.", registry=r)
+        self.broker_errors = Counter(
+            f"{PREFIX}_broker_errors", "Broker operations that failed.", ["op"], registry=r
+        )
+        self.broker_buffered = Gauge(
+            f"{PREFIX}_broker_buffered", "Events waiting for the broker (outage).", registry=r
+        )
+        self.broker_dropped = Counter(
+            f"{PREFIX}_broker_dropped", "Events dropped from a full outage buffer.", registry=r
+        )
+        self.broker_lag = Histogram(
+            f"{PREFIX}_broker_lag_seconds",
+            "From publish on a node to delivery from the broker on this node.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

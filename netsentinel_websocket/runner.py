@@ -1,0 +1,147 @@
+"""The standalone runner: a small NetSentinel host for the plugin.
+
+It does what NetSentinel does with its plugins: loads every ``netsentinel`` entry point through
+pluggy, lets them validate the configuration, mounts their routes on one Tornado application,
+and feeds their processors from its consumers (the TCP JSON-lines listener, ``POST /ingest`` and
+the ``--demo`` stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+import pluggy
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from . import hookspecs
+from .config import Settings, validate
+from .demo import run_demo
+from .http import BearerHandler
+from .ingest import IngestServer, parse_body, parse_item
+from .metrics import Metrics
+from .node import build_verifier
+
+log = logging.getLogger("netsentinel_websocket.runner")
+
+
+class Pipeline:
+    """Runs every event through the processors in order, as NetSentinel's router does."""
+
+    def __init__(self, processors: list[Any], metrics: Metrics) -> None:
+        self.processors = processors
+        self.metrics = metrics
+
+    async def feed(self, event: Any) -> None:
+        for processor in self.processors:
+            event = await processor.process(event)
+
+    async def feed_raw(self, item: Any) -> None:
+        """An OpenCanary record or event mapping, normalized as the ingest does."""
+        await self.feed(parse_item(item))
+
+
+class IngestHandler(BearerHandler):
+    """``POST /ingest``: events or OpenCanary records; needs a token with the ``ingest`` scope."""
+
+    def initialize(self, runner: Runner) -> None:
+        self.runner = runner
+        self.verifier = runner.verifier
+        self.metrics = runner.metrics
+
+    async def post(self) -> None:
+        if await self.bearer("ingest") is None:
+            return
+        if len(self.request.body) > self.runner.settings["websocket.ingest.max_line_bytes"]:
+            self.metrics.ingest_rejected.labels("too_long").inc()
+            return self.write_json(413, {"error": "body too large"})
+        events, errors = parse_body(self.request.body)
+        for _ in errors:
+            self.metrics.ingest_rejected.labels("invalid").inc()
+        if errors and not events:
+            return self.write_json(400, {"accepted": 0, "errors": errors})
+        for event in events:
+            await self.runner.pipeline.feed(event)
+        self.write_json(202, {"accepted": len(events), "errors": errors})
+
+
+class Runner:
+    """One host process: plugins, web server, consumers."""
+
+    def __init__(
+        self, config: dict[str, Any], *, demo: bool = False, plugins: Sequence[Any] = ()
+    ) -> None:
+        """Load the ``netsentinel`` entry points, or only ``plugins`` when given (tests that run
+        several hosts in one process need their own plugin instances)."""
+        self.config = config
+        self.settings: Settings = validate(config)
+        self.demo = demo
+        self.pm = pluggy.PluginManager("netsentinel")
+        self.pm.add_hookspecs(hookspecs)
+        if plugins:
+            for i, plugin in enumerate(plugins):
+                self.pm.register(plugin, name="websocket" if i == 0 else None)
+        else:
+            self.pm.load_setuptools_entrypoints("netsentinel")
+        self.pm.hook.netsentinel_configure(config=config)
+        own = getattr(self.pm.get_plugin("websocket"), "node", None)
+        self.verifier = own.verifier if own else build_verifier(self.settings)
+        self.metrics = own.metrics if own else Metrics()
+        hook = self.pm.hook
+        self.processors = [p for ps in hook.netsentinel_processors(config=config) for p in ps]
+        self.pipeline = Pipeline(self.processors, self.metrics)
+        routes = [r for rs in self.pm.hook.netsentinel_web_routes(config=config) for r in rs]
+        routes.append(("/ingest", IngestHandler, {"runner": self}))
+        self.app = tornado.web.Application(
+            routes, **{hookspecs.HOOK_RELAY_SETTING: self.pm.hook, "xheaders": False}
+        )
+        self._http: HTTPServer | None = None
+        self._ingest: IngestServer | None = None
+        self._demo_task: asyncio.Task[None] | None = None
+        self.port: int | None = None
+        self.ingest_port: int | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        ssl_ctx = None
+        if s["server.tls.cert"]:
+            ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_ctx.load_cert_chain(s["server.tls.cert"], s["server.tls.key"])
+        sockets = bind_sockets(s["server.port"], s["server.bind"], backlog=s["server.backlog"])
+        self.port = sockets[0].getsockname()[1]
+        for coro in self.pm.hook.netsentinel_startup(app=self.app):
+            await coro
+        for processor in self.processors:
+            await processor.start()
+        self._http = HTTPServer(self.app, ssl_options=ssl_ctx, xheaders=False)
+        self._http.add_sockets(sockets)
+        if s["websocket.ingest.tcp"]:
+            host, port = s["websocket.ingest.tcp"]
+            self._ingest = IngestServer(
+                self.pipeline.feed, self.metrics, s["websocket.ingest.max_line_bytes"]
+            )
+            ingest_sockets = bind_sockets(port, host, backlog=s["server.backlog"])
+            self.ingest_port = ingest_sockets[0].getsockname()[1]
+            self._ingest.add_sockets(ingest_sockets)
+        if self.demo:
+            self._demo_task = asyncio.create_task(run_demo(self.pipeline.feed_raw))
+
+    async def stop(self) -> None:
+        """Stop consumers, then let plugins close their clients (1001) and stop processors."""
+        if self._demo_task is not None:
+            self._demo_task.cancel()
+        if self._ingest is not None:
+            self._ingest.stop()
+        if self._http is not None:
+            self._http.stop()
+        for coro in self.pm.hook.netsentinel_shutdown(app=self.app):
+            await coro
+        for processor in self.processors:
+            await processor.stop()
+        if self._http is not None:
+            await self._http.close_all_connections()

@@ -1,0 +1,259 @@
+"""``netsentinel-websocket tail``: live events on a terminal or as JSON lines, until Ctrl-C.
+
+Built on :mod:`netsentinel_websocket.client`, so it reconnects and resumes by itself; it says
+so in one line on stderr, and says when events were lost (a ``gap``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any, TextIO
+
+import orjson
+
+from .client import (
+    AuthenticationError,
+    Client,
+    ClientError,
+    Event,
+    Gap,
+    Reconnect,
+    SubscriptionError,
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+TOKEN_ENV = "NETSENTINEL_TOKEN"
+PROG = "netsentinel-websocket tail"
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+COLOURS = {
+    "critical": "\033[1;97;41m",  # bold white on red
+    "high": "\033[1;31m",
+    "medium": "\033[33m",
+    "low": "\033[36m",
+    "info": "\033[2m",
+}
+RESET = "\033[0m"
+SUMMARY_CHARS = 100
+# Shown elsewhere on the line, or noise to a reader.
+ROUTINE_FIELDS = frozenset(
+    {"src_ip", "src_host", "src_port", "dst_host", "dst_port", "service", "logtype", "logdata"}
+)
+
+EPILOG = f"""\
+The token comes from --token or, better (it stays out of the process list), from the
+{TOKEN_ENV} environment variable.
+
+Output: one line per event (UTC time, severity, event type, source address, summary);
+severities are coloured when stdout is a terminal and NO_COLOR is not set. With --json, one
+JSON message per line as the server sent it ({{"type":"event","channel",...,"event":{{...}}}}),
+and {{"type":"gap",...}} lines where events were lost.
+
+Connection losses (server restart, network, slow consumer) are retried with back-off and the
+stream resumes where it stopped, with one notice on stderr.
+
+Exit codes:
+  0  stopped with Ctrl-C (or SIGTERM), or the server ended the stream (close 1000)
+  1  connection failure that retrying cannot fix (HTTP 403/404 at the handshake, ...)
+  2  usage error (bad option, no token, bad --filter, unknown channel)
+  3  authentication refused (invalid or expired token: 4001/4004) or channel not allowed
+"""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "tail",
+        help="print live events (reconnects and resumes by itself)",
+        description="Print live events from a netsentinel-websocket endpoint.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("url", help="WebSocket address, e.g. ws://127.0.0.1:8082/ws")
+    p.add_argument("--token", help=f"JWT (default: ${TOKEN_ENV})")
+    p.add_argument(
+        "--channel",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="channel to follow (repeat for several)",
+    )
+    p.add_argument(
+        "--filter", metavar="JSON", help='subscription filter, e.g. \'{"tags":["ssh"]}\''
+    )
+    p.add_argument("--min-severity", choices=SEVERITIES, help="only this severity and above")
+    p.add_argument(
+        "--event-type", action="append", metavar="GLOB", help="event_type glob (repeatable)"
+    )
+    p.add_argument(
+        "--src-ip", action="append", metavar="CIDR", help="source address range (repeatable)"
+    )
+    p.add_argument("--tag", action="append", metavar="TAG", help="any of these tags (repeatable)")
+    p.add_argument("--json", action="store_true", help="print raw JSON messages, one per line")
+    p.set_defaults(func=cmd_tail)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        return _usage(f"no token: use --token or set {TOKEN_ENV}")
+    try:
+        flt = build_filter(args)
+    except ValueError as exc:
+        return _usage(str(exc))
+    colour = not args.json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    printer = Printer(sys.stdout, sys.stderr, json_lines=args.json, colour=colour)
+    try:
+        return asyncio.run(_tail(args.url, token, args.channel, flt, printer))
+    except KeyboardInterrupt:  # where signal handlers cannot be installed
+        return EXIT_OK
+
+
+def build_filter(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The subscription filter from --filter JSON or the individual options (not both)."""
+    parts: dict[str, Any] = {
+        "min_severity": args.min_severity,
+        "event_types": args.event_type,
+        "src_ip": args.src_ip,
+        "tags": args.tag,
+    }
+    parts = {k: v for k, v in parts.items() if v}
+    if args.filter is None:
+        return parts or None
+    if parts:
+        raise ValueError("use --filter or the individual filter options, not both")
+    try:
+        flt = json.loads(args.filter)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--filter is not valid JSON: {exc.msg}") from None
+    if not isinstance(flt, dict):
+        raise ValueError("--filter must be a JSON object")
+    return flt
+
+
+async def _tail(
+    url: str, token: str, channels: list[str], flt: dict[str, Any] | None, printer: Printer
+) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, task.cancel)
+        except (NotImplementedError, RuntimeError):
+            pass
+    client = Client(
+        url, token=token, channels=channels, filter=flt, on_reconnect=printer.reconnecting
+    )
+    printer.multi_channel = len(client.channels) > 1
+    try:
+        async with client:
+            async for item in client:
+                printer.show(item)
+    except asyncio.CancelledError:
+        return EXIT_OK
+    except AuthenticationError as exc:
+        return _fail(EXIT_AUTH, str(exc))
+    except SubscriptionError as exc:
+        return _fail(EXIT_AUTH if exc.code == "forbidden" else EXIT_USAGE, str(exc))
+    except ClientError as exc:
+        return _fail(EXIT_FAILURE, str(exc))
+    except BrokenPipeError:  # piped into head: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+    return EXIT_OK
+
+
+class Printer:
+    """Formats what the client yields: human lines or JSON lines, notices on stderr."""
+
+    def __init__(self, out: TextIO, err: TextIO, *, json_lines: bool, colour: bool) -> None:
+        self.out = out
+        self.err = err
+        self.json_lines = json_lines
+        self.colour = colour
+        self.multi_channel = False
+
+    def show(self, item: Event | Gap) -> None:
+        if self.json_lines:
+            line = orjson.dumps(item.as_message(), default=str).decode()
+        elif isinstance(item, Gap):
+            self.notice(
+                f"gap on channel {item.channel}: events after offset {item.since.offset} "
+                f"were lost; resuming at offset {item.resumed.offset + 1}"
+            )
+            return
+        else:
+            line = self.format_event(item)
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def format_event(self, item: Event) -> str:
+        ev = item.event
+        stamp = ev.get("timestamp")
+        when = (
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+            if isinstance(stamp, (int, float))
+            else "-"
+        )
+        severity = item.severity or "-"
+        label = f"{severity.upper():<8}"
+        if self.colour and severity in COLOURS:
+            label = f"{COLOURS[severity]}{severity.upper()}{RESET}{' ' * (8 - len(severity))}"
+        data = item.data
+        source = data.get("src_ip") or data.get("src_host") or "-"
+        channel = f"[{item.channel}] " if self.multi_channel else ""
+        return f"{channel}{when} {label} {item.event_type} {source} {summary(data)}".rstrip()
+
+    def reconnecting(self, info: Reconnect) -> None:
+        """One line per outage (its first retry), not one per attempt."""
+        if info.attempt == 1:
+            code = f"{info.code} " if info.code is not None else ""
+            self.notice(f"disconnected ({code}{info.reason}); reconnecting and resuming")
+
+    def notice(self, text: str) -> None:
+        self.err.write(f"{PROG}: {text}\n")
+        self.err.flush()
+
+
+def summary(data: dict[str, Any]) -> str:
+    """A short line for a human: the event's own message if it has one, else the target and
+    the interesting fields (OpenCanary's ``logdata`` when present)."""
+    for key in ("summary", "message", "description"):
+        if isinstance(data.get(key), str):
+            text = data[key]
+            break
+    else:
+        parts = []
+        if data.get("dst_host") or data.get("dst_port"):
+            parts.append(f"-> {data.get('dst_host', '?')}:{data.get('dst_port', '?')}")
+        logdata = data.get("logdata")
+        fields = logdata if isinstance(logdata, dict) else data
+        parts.extend(
+            f"{str(k).lower()}={_short(v)}" for k, v in fields.items() if k not in ROUTINE_FIELDS
+        )
+        text = " ".join(parts)
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
+
+
+def _usage(message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return code

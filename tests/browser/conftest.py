@@ -1,0 +1,149 @@
+"""Browser fixtures: headless Chromium through Playwright, and a ``serve`` subprocess on fixed
+ports (so a test can stop the server and start it again where the page expects it).
+
+Without Playwright or Chromium the tests are skipped with the reason printed at the end of the
+run; ``NETSENTINEL_REQUIRE_BROWSER=1`` (CI) turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import ALL_SCOPES, base_config, free_port, make_token
+
+CHROMIUM = os.environ.get("NETSENTINEL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+_skipped: list[str] = []
+
+
+def missing_browser() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    if not os.path.exists(CHROMIUM):
+        return f"no Chromium at {CHROMIUM} (set NETSENTINEL_CHROMIUM)"
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _skipped:
+        terminalreporter.write_line(f"browser tests skipped: {_skipped[0]}", yellow=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium per test module (module scope keeps Playwright's own event loop from
+    living alongside the Tornado loops of other modules)."""
+    reason = missing_browser()
+    if reason is not None:
+        if os.environ.get("NETSENTINEL_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests are required (NETSENTINEL_REQUIRE_BROWSER=1): {reason}")
+        _skipped.append(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
+    """``new_page(width=1280, height=720)``: a page in a fresh context (own sessionStorage);
+    a JavaScript error on any page fails the test."""
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    def make(width: int = 1280, height: int = 720) -> Any:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(5000)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not errors, errors
+
+
+class Feed:
+    """A ``serve`` subprocess on fixed ports that can be stopped and started again."""
+
+    def __init__(self, start: Callable[..., Any], config: dict[str, Any]) -> None:
+        self._start = start
+        self.config = config
+        self.proc = start(config)
+
+    @property
+    def dashboard(self) -> str:
+        return f"{self.proc.http}/ws/dashboard"
+
+    def publish(self, *events: dict[str, Any]) -> None:
+        """Events over the TCP ingest, in one write (the server coalesces what it can)."""
+        self.proc.send_lines([orjson.dumps(e) for e in events])
+
+    def subscribers(self) -> dict[str, int]:
+        """Subscribers per channel as the server counts them (``/ws/stats``)."""
+        request = urllib.request.Request(
+            f"{self.proc.http}/ws/stats",
+            headers={"Authorization": f"Bearer {make_token('stats', 'admin')}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return orjson.loads(response.read())["subscribers"]
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+    def restart(self) -> None:
+        self.proc = self._start(self.config)
+
+
+@pytest.fixture
+def feed(browser: Any, serve_process: Callable[..., Any]) -> Callable[..., Feed]:
+    """``feed(dev_token=True, **config)``: a runner whose dashboard gets a token from the page
+    (as with ``serve --dev``) unless ``dev_token`` is false. (It asks for ``browser`` first so
+    a missing browser skips before any server starts.)"""
+
+    def start(dev_token: bool = True, **overrides: Any) -> Feed:
+        ports = {
+            "server__port": free_port(),
+            "websocket__ingest__tcp": f"127.0.0.1:{free_port()}",
+        }
+        if dev_token:
+            ports["websocket__dashboard__token"] = make_token("analyst", ALL_SCOPES)
+        return Feed(serve_process, base_config(**{**ports, **overrides}))
+
+    return start
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)
