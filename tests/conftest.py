@@ -216,11 +216,17 @@ def make_event():
 
 
 class ServeProcess:
-    """``netsentinel-websocket serve`` in a subprocess, ready when it prints READY."""
+    """``netsentinel-websocket serve`` in a subprocess, ready when it prints READY.
+
+    Give it port 0 (``base_config`` does): the kernel picks a free port at bind time, so
+    parallel test runs never race for one. After the first start the ports it got are written
+    into its config, so ``start()`` again brings the server back where clients expect it.
+    """
 
     def __init__(self, config: dict[str, Any], tmp: Path, *args: str) -> None:
+        self.config = dict(config)
         self.config_path = tmp / f"config-{time.monotonic_ns()}.json"
-        self.config_path.write_text(json.dumps(config))
+        self.config_path.write_text(json.dumps(self.config))
         self.args = args
         self.log_path = tmp / f"serve-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[str] | None = None
@@ -253,8 +259,16 @@ class ServeProcess:
             if line.startswith("READY "):
                 _, port, ingest = line.split()
                 self.port, self.ingest_port = int(port), int(ingest)
+                self._pin_ports()
                 return self
         raise RuntimeError("serve did not become ready")
+
+    def _pin_ports(self) -> None:
+        self.config["server.port"] = self.port
+        if self.config.get("websocket.ingest.tcp"):
+            host = self.config["websocket.ingest.tcp"].rsplit(":", 1)[0]
+            self.config["websocket.ingest.tcp"] = f"{host}:{self.ingest_port}"
+        self.config_path.write_text(json.dumps(self.config))
 
     @property
     def url(self) -> str:
@@ -582,13 +596,17 @@ class RedisServer:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited (port {self.port} taken?)")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
+                    # Ours, not another test's redis that got the port first.
+                    sock.sendall(b"INFO server\r\n")
+                    if f"process_id:{self.proc.pid}\r".encode() in sock.recv(65536):
                         return self
             except OSError:
-                time.sleep(0.02)
+                pass
+            time.sleep(0.02)
         raise RuntimeError("redis-server did not start")
 
     def stop(self) -> None:
@@ -607,6 +625,14 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         if os.environ.get("NETSENTINEL_REQUIRE_REDIS") == "1":
             pytest.fail("redis-server is required (NETSENTINEL_REQUIRE_REDIS=1) but not installed")
         pytest.skip("redis-server binary not installed")
-    server = RedisServer(tmp_path).start()
+    # redis-server cannot bind port 0 and report it, so a free port is picked first; another
+    # process may take it in between (parallel tox envs), hence a few tries.
+    for attempt in range(3):
+        try:
+            server = RedisServer(tmp_path).start()
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     yield server
     server.stop()

@@ -1,5 +1,5 @@
-"""Browser fixtures: headless Chromium through Playwright, and a ``serve`` subprocess on fixed
-ports (so a test can stop the server and start it again where the page expects it).
+"""Browser fixtures: headless Chromium through Playwright, and a ``serve`` subprocess that a
+test can stop and start again on the same ports (where the page expects it).
 
 Without Playwright or Chromium the tests are skipped with the reason printed at the end of the
 run; ``NETSENTINEL_REQUIRE_BROWSER=1`` (CI) turns that into a failure.
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import ALL_SCOPES, base_config, free_port, make_token
+from tests.conftest import ALL_SCOPES, base_config, make_token
 
 CHROMIUM = os.environ.get("NETSENTINEL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -90,10 +90,8 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
 class Feed:
     """A ``serve`` subprocess on fixed ports that can be stopped and started again."""
 
-    def __init__(self, start: Callable[..., Any], config: dict[str, Any]) -> None:
-        self._start = start
-        self.config = config
-        self.proc = start(config)
+    def __init__(self, proc: Any) -> None:
+        self.proc = proc
 
     @property
     def dashboard(self) -> str:
@@ -116,7 +114,8 @@ class Feed:
         self.proc.stop()
 
     def restart(self) -> None:
-        self.proc = self._start(self.config)
+        """The same process settings again, on the same ports."""
+        self.proc.start()
 
 
 @pytest.fixture
@@ -126,13 +125,9 @@ def feed(browser: Any, serve_process: Callable[..., Any]) -> Callable[..., Feed]
     a missing browser skips before any server starts.)"""
 
     def start(dev_token: bool = True, **overrides: Any) -> Feed:
-        ports = {
-            "server__port": free_port(),
-            "websocket__ingest__tcp": f"127.0.0.1:{free_port()}",
-        }
         if dev_token:
-            ports["websocket__dashboard__token"] = make_token("analyst", ALL_SCOPES)
-        return Feed(serve_process, base_config(**{**ports, **overrides}))
+            overrides["websocket__dashboard__token"] = make_token("analyst", ALL_SCOPES)
+        return Feed(serve_process(base_config(**overrides)))
 
     return start
 

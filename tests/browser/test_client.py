@@ -47,6 +47,8 @@ def test_receives_coalesced_events_and_resumes_after_a_restart(feed, new_page):
     wait_until(lambda: "connected" in states(page), what="connected")
     wait_until(lambda: any(m["type"] == "subscribe" for m in sent), what="subscribe")
     assert sent[0]["channels"] == ["events"] and "since" not in sent[0]
+    # Sent is not yet subscribed: events are only for the page once the server has it.
+    wait_until(lambda: f.subscribers().get("events"), what="the page's subscription")
 
     f.publish(*[event(n) for n in range(30)])  # one write: the server coalesces frames
     got = wait_until(lambda: len(seen(page, "events")) == 30 and seen(page, "events"))
@@ -66,6 +68,7 @@ def test_receives_coalesced_events_and_resumes_after_a_restart(feed, new_page):
     gap = wait_until(lambda: seen(page, "gaps"))[0]
     assert gap["channel"] == "events" and gap["from"] == {"epoch": epoch, "offset": 30}
 
+    wait_until(lambda: f.subscribers().get("events"), what="the page's new subscription")
     f.publish(event(100), event(101))
     got = wait_until(lambda: len(seen(page, "events")) == 32 and seen(page, "events"))
     assert [(m["event"]["data"]["n"], m["offset"]) for m in got[30:]] == [(100, 1), (101, 2)]

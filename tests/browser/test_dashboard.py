@@ -121,6 +121,7 @@ def test_reconnects_after_a_server_restart(feed, new_page):
     page.click("#gap-dismiss")
     assert not page.locator("#gap").is_visible()
 
+    wait_until(lambda: f.subscribers().get("events"), what="the page's new subscription")
     f.publish(event(2))
     row(page, "e-2").wait_for(timeout=1000)
     assert row(page, "e-1").count() == 1  # earlier rows stay

@@ -21,7 +21,7 @@ import pytest
 
 from netsentinel_websocket.tail import summary
 
-from ..conftest import base_config, event, free_port, make_token
+from ..conftest import base_config, event, make_token
 
 STAMP = 1_700_000_000  # 2023-11-14T22:13:20Z
 LINE = re.compile(
@@ -102,7 +102,7 @@ def first_lines(server: Any, read: Callable[[float], str], count: int) -> list[s
 
 @pytest.fixture
 def server(serve_process):
-    return serve_process(base_config(server__port=free_port()))
+    return serve_process(base_config())
 
 
 def test_human_lines_then_ctrl_c_exits_0(server):

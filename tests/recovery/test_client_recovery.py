@@ -15,7 +15,7 @@ import pytest
 
 from netsentinel_websocket.client import Client, Event, Gap, Reconnect
 
-from ..conftest import base_config, event, free_port, make_token
+from ..conftest import base_config, event, make_token
 
 
 class Producer:
@@ -124,20 +124,14 @@ def client(url: str, reconnects: list[Reconnect], **kw: Any) -> Client:
     )
 
 
-def config(**overrides: Any) -> tuple[dict[str, Any], int]:
-    ingest = free_port()
-    return base_config(websocket__ingest__tcp=f"127.0.0.1:{ingest}", **overrides), ingest
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "terminated"])
 def test_server_restart_gives_every_event_once_or_a_gap(serve_process, sig):
-    cfg, ingest = config(server__port=free_port())
-    server = serve_process(cfg)
+    server = serve_process(base_config())
 
     async def scenario() -> list[Event | Gap]:
         reconnects: list[Reconnect] = []
         items: list[Event | Gap] = []
-        producer = Producer(ingest)
+        producer = Producer(server.ingest_port)
         async with client(server.url, reconnects) as c:
             consumer = asyncio.create_task(collect(c, items))
             producing = asyncio.create_task(producer.run())
@@ -171,8 +165,7 @@ def test_server_restart_gives_every_event_once_or_a_gap(serve_process, sig):
 
 
 def test_cut_connection_resumes_without_loss_or_duplicate(serve_process):
-    cfg, ingest = config()
-    server = serve_process(cfg)
+    server = serve_process(base_config())
     total = 300
 
     async def scenario() -> tuple[list[Event | Gap], list[Reconnect]]:
@@ -180,7 +173,7 @@ def test_cut_connection_resumes_without_loss_or_duplicate(serve_process):
         await proxy.start()
         reconnects: list[Reconnect] = []
         items: list[Event | Gap] = []
-        producer = Producer(ingest, pad=2000, interval=0.002)
+        producer = Producer(server.ingest_port, pad=2000, interval=0.002)
         producer.limit = total
         url = f"ws://127.0.0.1:{proxy.port}/ws"
         async with client(url, reconnects) as c:
@@ -205,7 +198,7 @@ def test_cut_connection_resumes_without_loss_or_duplicate(serve_process):
 
 
 def test_slow_consumer_4009_resumes_without_loss(serve_process):
-    cfg, ingest = config(websocket__queue__max_bytes=65536, websocket__history__size=5000)
+    cfg = base_config(websocket__queue__max_bytes=65536, websocket__history__size=5000)
     server = serve_process(cfg)
 
     async def scenario() -> tuple[list[Event | Gap], list[Reconnect], int]:
@@ -213,7 +206,7 @@ def test_slow_consumer_4009_resumes_without_loss(serve_process):
         items: list[Event | Gap] = []
         # Paced, so that the server sends ~60 KB frames (a burst would be coalesced into one
         # frame, which is never "queued"); 18 MB: more than the kernel buffers hold.
-        producer = Producer(ingest, pad=60_000, interval=0.002)
+        producer = Producer(server.ingest_port, pad=60_000, interval=0.002)
         producer.limit = 300
         async with client(server.url, reconnects) as c:
             producing = asyncio.create_task(producer.run())
