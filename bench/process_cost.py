@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import inspect
 import secrets
@@ -130,15 +131,25 @@ async def measure(
     return results
 
 
-def run(counts: list[int], batches: int = 20, batch: int = 100) -> list[dict[str, Any]]:
-    """Client processes are forked before the event loop starts, then the server runs here."""
+def run(
+    counts: list[int], batches: int = 20, batch: int = 100, gc_threshold: int | None = None
+) -> list[dict[str, Any]]:
+    """Client processes are forked before the event loop starts, then the server runs here.
+
+    ``gc_threshold`` sets the collector's youngest-generation threshold for the run, as the
+    runner does with ``server.gc_threshold`` (None keeps the interpreter's, as a host might)."""
     raise_fd_limit()
     clients = Clients(1, default_loop())
+    saved = gc.get_threshold()
+    if gc_threshold is not None:
+        gc.set_threshold(gc_threshold, *saved[1:])
     try:
-        return asyncio.run(measure(clients, counts, batches, batch))
+        rows = asyncio.run(measure(clients, counts, batches, batch))
     finally:
+        gc.set_threshold(*saved)
         clients.call("close", {})
         clients.stop()
+    return [{**row, "gc_threshold": gc_threshold or saved[0]} for row in rows]
 
 
 def main() -> int:
@@ -146,10 +157,18 @@ def main() -> int:
     parser.add_argument("--subs", default="10,10000", help="subscriber counts, ascending")
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=None,
+        help="collector gen-0 threshold (default: Python's)",
+    )
     args = parser.parse_args()
-    for row in run([int(n) for n in args.subs.split(",")], args.batches, args.batch):
+    subs = [int(n) for n in args.subs.split(",")]
+    for row in run(subs, args.batches, args.batch, args.gc_threshold):
         print(
-            f"{row['subscribers']:>6} subscribers: median {row['median_us']:.1f} us, "
+            f"gc {row['gc_threshold']:>6}, {row['subscribers']:>6} subscribers: "
+            f"median {row['median_us']:.1f} us, "
             f"p99 {row['p99_us']:.1f} us, mean {row['mean_us']:.1f} us "
             f"({row['calls']} calls)"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import secrets
 import signal
@@ -147,6 +148,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings["websocket.enabled"]:
         raise ConfigError("websocket.enabled", "is false: nothing to serve (or use --dev)")
     runner = Runner(config, demo=args.demo)
+    # The runner owns its process, so it may tune the collector (a host embedding the plugin
+    # keeps its own settings): see docs/performance.md.
+    gc.set_threshold(settings["server.gc_threshold"], *gc.get_threshold()[1:])
+    log.info("garbage collector thresholds %s", gc.get_threshold())
     return asyncio.run(_serve(runner, dev_token))
 
 

@@ -170,6 +170,14 @@ def test_serve_without_enabled_plugin_says_so(tmp_path):
     assert result.returncode == 2 and "websocket.enabled" in result.stderr
 
 
+def test_gc_threshold_is_applied_and_logged(serve_process):
+    server = serve_process(base_config(server__gc_threshold=12345))
+    assert "garbage collector thresholds (12345, " in server.stderr_text()
+    server.stop()
+    default = serve_process(base_config())
+    assert "garbage collector thresholds (50000, " in default.stderr_text()
+
+
 def test_secret_never_logged(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({**base_config(), "websocket.limits.per_ip": -5}))

@@ -65,6 +65,7 @@ def test_other_components_keys_are_ignored():
         ("server.port", 70000, "must be between"),
         ("server.tls.cert", "/nonexistent/cert.pem", "file not found"),
         ("server.log_format", "xml", "'text' or 'json'"),
+        ("server.gc_threshold", -1, "between 0 and 10000000"),
         ("websocket.nonsense", 1, "unknown key"),
         ("server.prot", 1, "unknown key"),
     ],
