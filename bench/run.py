@@ -34,6 +34,17 @@ def default_loop() -> str:
     return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
+def setting(text: str) -> tuple[str, Any]:
+    """``KEY=JSON`` from the command line (a bare word is taken as a string)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=JSON, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument(
@@ -71,6 +82,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--soak-subs", type=int, default=100)
     p.add_argument("--soak-events", type=int, default=100_000)
     p.add_argument("--soak-cycles", type=int, default=10_000)
+    p.add_argument(
+        "--set",
+        action="append",
+        type=setting,
+        default=[],
+        metavar="KEY=JSON",
+        help="a configuration key for the netsentinel runner, e.g. server.gc_threshold=700 "
+        "(repeatable)",
+    )
     p.add_argument(
         "--process-cost",
         action="store_true",
@@ -240,7 +260,7 @@ def steady(
 
 def run_case(name: str, count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """One server at one subscriber count, from a fresh start."""
-    server = Server(name, secrets.token_hex(16), workdir)
+    server = Server(name, secrets.token_hex(16), workdir, settings=dict(args.set))
     server.start()
     clients = Clients(args.workers, args.loop)
     feeder = Feeder("127.0.0.1", server.ingest_port, args.size)
@@ -277,7 +297,7 @@ def run_case(name: str, count: int, args: argparse.Namespace, workdir: Path) -> 
 
 def soak(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """RSS after warm-up against RSS after many events and connect/disconnect cycles."""
-    server = Server(name, secrets.token_hex(16), workdir)
+    server = Server(name, secrets.token_hex(16), workdir, settings=dict(args.set))
     server.start()
     clients = Clients(args.workers, args.loop)
     feeder = Feeder("127.0.0.1", server.ingest_port, args.size)

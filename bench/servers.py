@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("netsentinel", "websockets", "seed-style")
@@ -70,6 +71,7 @@ class Server:
     port: int = field(default_factory=free_port)
     ingest_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # netsentinel config overrides
 
     def command(self) -> list[str]:
         if self.name == "netsentinel":
@@ -86,6 +88,7 @@ class Server:
                         "websocket.limits.max_connections": 20000,
                         "websocket.limits.per_ip": 20000,
                         "websocket.limits.per_subject": 20000,
+                        **self.settings,
                     },
                     indent=2,
                 )

@@ -320,9 +320,30 @@ def serve_process(tmp_path) -> Iterator[Any]:
 
 
 def free_port() -> int:
+    """A port free now; prefer port 0 or :class:`ReservedPort`, since it may be taken later."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class ReservedPort:
+    """A port held by a bound socket that does not listen: connections to it are refused and
+    no other process can take it until :meth:`release` (parallel test runs share the range)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+
+    def release(self) -> int:
+        self._sock.close()
+        return self.port
+
+    def __enter__(self) -> ReservedPort:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def redis_url() -> str | None:

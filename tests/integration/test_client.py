@@ -27,7 +27,7 @@ from netsentinel_websocket.client import (
     SubscriptionError,
 )
 
-from ..conftest import free_port, make_token
+from ..conftest import ReservedPort, make_token
 
 
 async def take(client: Client, n: int, timeout: float = 5.0) -> list[Event]:
@@ -201,7 +201,8 @@ async def test_failed_refresh_falls_back_to_reconnect_and_resume(server_factory,
 
 @pytest.mark.gen_test(timeout=10)
 async def test_waits_for_a_server_that_is_not_up_yet(server_factory, make_event):
-    port = free_port()
+    reserved = ReservedPort()  # refuses connections until the server takes it over
+    port = reserved.port
     reconnects: list[Reconnect] = []
     client = Client(
         f"ws://127.0.0.1:{port}/ws",
@@ -215,7 +216,7 @@ async def test_waits_for_a_server_that_is_not_up_yet(server_factory, make_event)
     while not reconnects:
         await asyncio.sleep(0.01)
     assert reconnects[0].code is None and reconnects[0].reason == "connection refused"
-    server = await server_factory(server__port=port)
+    server = await server_factory(server__port=reserved.release())
     await asyncio.wait_for(entering, 5)
     await server.publish(make_event(7))
     got = await take(client, 1)

@@ -18,7 +18,7 @@ from netsentinel_websocket.broker_redis import RedisBroker, redact_url, split_ur
 from netsentinel_websocket.config import ConfigError
 from netsentinel_websocket.metrics import Metrics
 from netsentinel_websocket.positions import Position, PreparedEvent, Publication
-from tests.conftest import WSClient, base_config, event, free_port, make_token
+from tests.conftest import ReservedPort, WSClient, base_config, event, make_token
 
 pytestmark = pytest.mark.redis
 
@@ -129,7 +129,8 @@ async def test_lost_stream_starts_a_new_epoch(redis_prefixed_url, redis_test_url
 
 @pytest.mark.gen_test(timeout=20)
 async def test_unreachable_redis_503_local_delivery_bounded_buffer_no_password(server_factory):
-    url = f"redis://:s3cret-pass@127.0.0.1:{free_port()}/0"  # nothing listens there
+    nothing = ReservedPort()  # nothing listens there until the test ends
+    url = f"redis://:s3cret-pass@127.0.0.1:{nothing.port}/0"
     node = await server_factory(websocket__broker=url, websocket__broker__buffer=2)
     health = await node.get("/healthz")
     assert health.code == 503
@@ -150,6 +151,7 @@ async def test_unreachable_redis_503_local_delivery_bounded_buffer_no_password(s
     metrics = (await AsyncHTTPClient().fetch(node.http + "/metrics")).body.decode()
     assert "netsentinel_ws_broker_up 0.0" in metrics
     assert "netsentinel_ws_broker_dropped_total 6.0" in metrics
+    nothing.release()
 
 
 @pytest.mark.gen_test(timeout=20)
