@@ -61,5 +61,7 @@ async def netsentinel_shutdown(app: Any) -> None:
 def netsentinel_alert_acknowledged(alert_id: str, subject: str, note: str) -> None:
     """Called BY this plugin when a client with ``alerts:ack`` acknowledges an alert.
 
-    ``subject`` is the token's ``sub``; the host (or another plugin) records it.
+    ``subject`` is the token's ``sub``; the host (or another plugin) records it. Without any
+    implementation the client gets the error ``unavailable``; the standalone runner registers
+    one that writes the acknowledgement to its log.
     """

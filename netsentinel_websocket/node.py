@@ -13,10 +13,11 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from pluggy import HookCaller
 
 from .auth import JWTSettings, TokenVerifier
 from .broker import Broker, create_broker
@@ -29,8 +30,6 @@ from .redact import Redactor
 from .routing import Router
 
 log = logging.getLogger("netsentinel_websocket")
-
-AckHook = Callable[..., Any]
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -77,7 +76,7 @@ class Node:
             channels=self.channels,
         )
         self.hub = Hub(self.broker, self.redactor, self.metrics)
-        self.ack_hook: AckHook | None = None
+        self.ack_hook: HookCaller | None = None  # the host's netsentinel_alert_acknowledged
         self.connections: dict[Any, None] = {}
         self._per_ip: Counter[str] = Counter()
         self._per_subject: Counter[str] = Counter()

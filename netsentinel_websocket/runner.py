@@ -30,6 +30,21 @@ from .node import build_verifier
 log = logging.getLogger("netsentinel_websocket.runner")
 
 
+class AckLog:
+    """The runner's own ``netsentinel_alert_acknowledged``: without NetSentinel to record an
+    acknowledgement, the runner writes it to its log (an audit trail of who acknowledged what)."""
+
+    @hookspecs.hookimpl
+    def netsentinel_alert_acknowledged(self, alert_id: str, subject: str, note: str) -> None:
+        log.info(
+            "alert acknowledged alert_id=%r sub=%r note=%r",
+            alert_id,
+            subject,
+            note,
+            extra={"event": "alert_ack", "alert_id": alert_id, "subject": subject, "note": note},
+        )
+
+
 class Pipeline:
     """Runs every event through the processors in order, as NetSentinel's router does."""
 
@@ -88,6 +103,7 @@ class Runner:
                 self.pm.register(plugin, name="websocket" if i == 0 else None)
         else:
             self.pm.load_setuptools_entrypoints("netsentinel")
+        self.pm.register(AckLog(), name="runner-acks")
         self.pm.hook.netsentinel_configure(config=config)
         own = getattr(self.pm.get_plugin("websocket"), "node", None)
         self.verifier = own.verifier if own else build_verifier(self.settings)

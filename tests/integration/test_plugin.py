@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 import pytest
 import tornado.web
+from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
+from tornado.websocket import websocket_connect
 
 from netsentinel_websocket import hookspecs
 from netsentinel_websocket.config import ConfigError
@@ -72,6 +76,43 @@ def test_disabled_plugin_contributes_nothing():
     assert [p for ps in pm.hook.netsentinel_processors(config=config) for p in ps] == []
 
 
+@asynccontextmanager
+async def hosted(pm: pluggy.PluginManager) -> AsyncIterator[tuple[int, list[Any]]]:
+    """Configure, mount and start the plugin in a Tornado app as a host does; yields the port
+    and the processors, and shuts everything down afterwards."""
+    config = base_config()
+    pm.hook.netsentinel_configure(config=config)
+    routes = [r for rs in pm.hook.netsentinel_web_routes(config=config) for r in rs]
+    processors = [p for ps in pm.hook.netsentinel_processors(config=config) for p in ps]
+    app = tornado.web.Application(routes, **{hookspecs.HOOK_RELAY_SETTING: pm.hook})
+    sock, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    for coro in pm.hook.netsentinel_startup(app=app):
+        await coro
+    for processor in processors:
+        await processor.start()
+    try:
+        yield port, processors
+    finally:
+        for coro in pm.hook.netsentinel_shutdown(app=app):
+            await coro
+        for processor in processors:
+            await processor.stop()
+        server.stop()
+        await asyncio.sleep(0)
+
+
+async def connect(port: int, scope: str) -> WSClient:
+    token = make_token(scope=scope)
+    conn = await websocket_connect(
+        HTTPRequest(f"ws://127.0.0.1:{port}/ws", headers={"Authorization": f"Bearer {token}"})
+    )
+    client = WSClient(conn)
+    assert (await client.recv())["type"] == "welcome"
+    return client
+
+
 @pytest.mark.gen_test(timeout=20)
 async def test_every_hook_mounted_in_a_host_app():
     """Call every hook as a host would and stream both event forms through the processor."""
@@ -84,29 +125,9 @@ async def test_every_hook_mounted_in_a_host_app():
 
     pm = load_host()
     pm.register(HostHooks())
-    config = base_config()
-    pm.hook.netsentinel_configure(config=config)
-    routes = [r for rs in pm.hook.netsentinel_web_routes(config=config) for r in rs]
-    processors = [p for ps in pm.hook.netsentinel_processors(config=config) for p in ps]
-    assert [p.name for p in processors] == ["websocket"]
-    app = tornado.web.Application(routes, **{hookspecs.HOOK_RELAY_SETTING: pm.hook})
-    sock, port = bind_unused_port()
-    server = HTTPServer(app)
-    server.add_sockets([sock])
-    for coro in pm.hook.netsentinel_startup(app=app):
-        await coro
-    for processor in processors:
-        await processor.start()
-    try:
-        from tornado.httpclient import HTTPRequest
-        from tornado.websocket import websocket_connect
-
-        token = make_token(scope="channel:* alerts:ack")
-        conn = await websocket_connect(
-            HTTPRequest(f"ws://127.0.0.1:{port}/ws", headers={"Authorization": f"Bearer {token}"})
-        )
-        client = WSClient(conn)
-        assert (await client.recv())["type"] == "welcome"
+    async with hosted(pm) as (port, processors):
+        assert [p.name for p in processors] == ["websocket"]
+        client = await connect(port, "channel:* alerts:ack")
         reply = await client.request({"type": "subscribe", "id": 1, "channels": ["threats"]})
         assert reply["type"] == "subscribed"
 
@@ -123,10 +144,15 @@ async def test_every_hook_mounted_in_a_host_app():
         assert ack == {"type": "ack_ok", "id": 2}
         assert acks == [("A-1", "tester", "seen")]
         client.close()
-    finally:
-        for coro in pm.hook.netsentinel_shutdown(app=app):
-            await coro
-        for processor in processors:
-            await processor.stop()
-        server.stop()
-        await asyncio.sleep(0)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_ack_without_any_implementation_is_unavailable():
+    """``ack_ok`` means something recorded the acknowledgement; a host with nothing to do so
+    says so, and the connection stays usable."""
+    async with hosted(load_host()) as (port, _):
+        client = await connect(port, "channel:* alerts:ack")
+        reply = await client.request({"type": "ack", "id": 2, "alert_id": "A-1"})
+        assert (reply["type"], reply["id"], reply["code"]) == ("error", 2, "unavailable")
+        assert (await client.request({"type": "ping", "id": 3}))["type"] == "pong"
+        client.close()

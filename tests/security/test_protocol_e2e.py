@@ -3,6 +3,7 @@ request id, scopes, redaction, acknowledgements through the host's hook, refresh
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -191,6 +192,18 @@ async def test_ack_calls_the_hosts_hook(fail, reply):
         )
     finally:
         await runner.stop()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_the_runner_records_acks_in_its_log(server_factory, caplog):
+    server = await server_factory()
+    client = await server.connect(make_token("analyst", "alerts:ack"))
+    await welcomed(client)
+    with caplog.at_level(logging.INFO, logger="netsentinel_websocket.runner"):
+        got = await client.request({"type": "ack", "id": 1, "alert_id": "A-9", "note": "fp\nx"})
+    assert got == {"type": "ack_ok", "id": 1}
+    [line] = [r.getMessage() for r in caplog.records if "alert acknowledged" in r.getMessage()]
+    assert line == "alert acknowledged alert_id='A-9' sub='analyst' note='fp\\nx'"  # one line
 
 
 @pytest.mark.parametrize(
