@@ -64,6 +64,7 @@ class JWTSettings:
     issuer: str | None = None
     leeway: float = 0.0
     jwks_min_refresh: float = 10.0
+    jwks_max_age: float = 300.0
     max_token_bytes: int = 8192
 
 
@@ -149,7 +150,8 @@ class TokenVerifier:
         )
         self._jwks: dict[str, dict[str, Any]] = {}  # kid -> raw JWK, replaced on each refresh
         self._jwk_objects: dict[tuple[str, str], jwt.PyJWK] = {}  # (kid, alg) -> bound key
-        self._last_refresh: float | None = None
+        self._last_refresh: float | None = None  # when a fetch last started
+        self._fetched_at: float | None = None  # when the cached keys were fetched
         self._refresh_ok = True
         self._refresh: asyncio.Future[bool] | None = None
 
@@ -159,9 +161,12 @@ class TokenVerifier:
         return self._configured
 
     async def verify(self, token: str) -> Principal:
-        """Verify `token`, fetching the JWKS when its `kid` is not cached yet."""
+        """Verify `token`, fetching the JWKS when its `kid` is not cached yet or the cached set
+        is older than `jwks_max_age` (so a key the issuer withdrew stops working)."""
         with _only_auth_errors():
             alg, kid = self._header(token)
+            if kid is not None and alg not in _HMAC and self._jwks_stale():
+                await self._fetch_jwks()  # a failed fetch keeps the cached keys
             key = self._local_key(alg, kid)
             if key is None:
                 key = await self._refreshed_key(kid, alg)
@@ -225,23 +230,30 @@ class TokenVerifier:
             self._jwk_objects[(kid, alg)] = key
         return key
 
+    def _jwks_stale(self) -> bool:
+        fetched = self._fetched_at
+        return fetched is not None and self._clock() - fetched >= self._settings.jwks_max_age
+
     async def _refreshed_key(self, kid: str, alg: str) -> jwt.PyJWK:
-        """Refetch the JWKS for an unknown `kid`: at most once per `jwks_min_refresh` seconds,
-        one fetch shared by every caller waiting for it."""
+        """The key for an unknown `kid`, after refetching the JWKS if that is allowed now."""
+        ok = await self._fetch_jwks()
+        key = self._cached_jwk(kid, alg)
+        if key is None:
+            raise AuthError("unknown key" if ok else "key service unavailable")
+        return key
+
+    async def _fetch_jwks(self) -> bool:
+        """Refetch the JWKS at most once per `jwks_min_refresh` seconds, one fetch shared by
+        every caller waiting for it; False when the key service failed (now, or last time)."""
         if self._refresh is None:
             now = self._clock()
             last = self._last_refresh
             if last is not None and abs(now - last) < self._settings.jwks_min_refresh:
-                raise AuthError("unknown key" if self._refresh_ok else "key service unavailable")
+                return self._refresh_ok
             self._last_refresh = now
             self._refresh = asyncio.ensure_future(self._refresh_jwks())
         # shield: a cancelled caller (a closed connection) must not cancel the others' fetch
-        if not await asyncio.shield(self._refresh):
-            raise AuthError("key service unavailable")
-        key = self._cached_jwk(kid, alg)
-        if key is None:
-            raise AuthError("unknown key")
-        return key
+        return await asyncio.shield(self._refresh)
 
     async def _refresh_jwks(self) -> bool:
         """Replace the cached keys; on any failure keep the old ones and report False."""
@@ -266,6 +278,7 @@ class TokenVerifier:
         else:
             self._jwks, self._jwk_objects = keys, {}
             self._refresh_ok = True
+            self._fetched_at = self._clock()
             logger.info("JWKS from %s: %d signing keys", urlsplit(url).hostname, len(keys))
         finally:
             self._refresh = None

@@ -260,7 +260,24 @@ KEYS: tuple[Key, ...] = (
         "URL",
         None,
         _optional(_http_url),
-        "JWKS address for asymmetric tokens; keys cached, refreshed on an unknown `kid`.",
+        "JWKS address for asymmetric tokens; keys cached, refreshed on an unknown `kid` and "
+        "when older than `websocket.auth.jwt.jwks_max_age`.",
+    ),
+    Key(
+        "websocket.auth.jwt.jwks_max_age",
+        "number (s)",
+        300,
+        _number(10, 86400),
+        "Seconds a fetched JWKS is trusted; the next handshake after that refetches it, so a key "
+        "the issuer withdrew is refused (a failed fetch keeps the cached keys).",
+    ),
+    Key(
+        "websocket.auth.jwt.jwks_min_refresh",
+        "number (s)",
+        10,
+        _number(1, 3600),
+        "Least seconds between two JWKS fetches, whatever the handshakes ask for (a flood of "
+        "unknown `kid`s must not hammer the key service).",
     ),
     Key(
         "websocket.auth.jwt.audience",

@@ -47,6 +47,8 @@ def build_verifier(settings: Settings) -> TokenVerifier:
         audience=settings["websocket.auth.jwt.audience"],
         issuer=settings["websocket.auth.jwt.issuer"],
         leeway=settings["websocket.auth.jwt.leeway"],
+        jwks_min_refresh=settings["websocket.auth.jwt.jwks_min_refresh"],
+        jwks_max_age=settings["websocket.auth.jwt.jwks_max_age"],
     )
     try:
         return TokenVerifier(jwt_settings)

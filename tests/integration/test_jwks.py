@@ -383,3 +383,31 @@ def test_symmetric_jwks_key_never_verifies_hs_tokens() -> None:
             assert jwks.requests == 0
 
     run(test)
+
+
+def test_withdrawn_key_refused_once_the_cache_is_older_than_max_age() -> None:
+    private, other = rsa_key(), rsa_key()
+
+    async def test() -> None:
+        jwks = JWKS([public_jwk(private, "k1", "RS256")])
+        async with jwks_server(jwks) as url:
+            clock = Clock()
+            verifier = make_verifier(url, clock, jwks_max_age=60.0)
+            token = signed(private, "RS256", "k1")
+            assert (await verifier.verify(token)).subject == "alice"
+            jwks.keys = [public_jwk(other, "k2", "RS256")]  # the issuer withdraws k1
+            clock.now += 59.9
+            assert (await verifier.verify(token)).subject == "alice"  # cached: no fetch yet
+            assert jwks.requests == 1
+            clock.now += 0.1
+            assert await reason(verifier, token) == "unknown key"
+            assert jwks.requests == 2
+            # A failed refetch of an old set keeps the cached keys (and is paced).
+            jwks.status = 503
+            clock.now += 60
+            assert (await verifier.verify(signed(other, "RS256", "k2"))).subject == "alice"
+            assert jwks.requests == 3
+            assert (await verifier.verify(signed(other, "RS256", "k2"))).subject == "alice"
+            assert jwks.requests == 3  # within jwks_min_refresh of the failed fetch
+
+    run(test)

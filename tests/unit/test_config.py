@@ -66,6 +66,8 @@ def test_other_components_keys_are_ignored():
         ("server.tls.cert", "/nonexistent/cert.pem", "file not found"),
         ("server.log_format", "xml", "'text' or 'json'"),
         ("server.gc_threshold", -1, "between 0 and 10000000"),
+        ("websocket.auth.jwt.jwks_max_age", 1, "between 10 and 86400"),
+        ("websocket.auth.jwt.jwks_min_refresh", "10s", "must be a number"),
         ("websocket.nonsense", 1, "unknown key"),
         ("server.prot", 1, "unknown key"),
     ],
