@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
@@ -88,13 +88,23 @@ async def connect(url: str) -> WSClient:
     return client
 
 
+def is_auth(message: str | bytes) -> bool:
+    try:
+        parsed = json.loads(message)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("type") == "auth"
+
+
 async def converse(url: str, sent: list[str | bytes]) -> None:
     client = await connect(url)
     for message in sent:
         client.conn.write_message(message, binary=isinstance(message, bytes))
         try:
             reply = await client.recv()
-            while reply["type"] == "unsubscribed" and reply["id"] is None:  # narrowing refresh
+            # A narrowing refresh announces the channels it dropped before its auth_ok (an
+            # unsubscribe request without an id is answered with id None too: not skipped).
+            while is_auth(message) and reply["type"] == "unsubscribed" and reply["id"] is None:
                 reply = await client.recv()
         except ConnectionError:
             assert client.conn.close_code in DEFINED_CLOSES, client.conn.close_reason
@@ -114,5 +124,6 @@ async def converse(url: str, sent: list[str | bytes]) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(messages, min_size=1, max_size=8))
+@example(['{"type": "unsubscribe", "channels": ["threats"]}'])  # once found only by chance
 def test_random_messages_get_a_reply_or_a_defined_close(live_url: str, sent: list[Any]):
     asyncio.run(converse(live_url, sent))
