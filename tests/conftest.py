@@ -18,12 +18,18 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import settings as hypothesis_settings
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from netsentinel_websocket.auth import mint
 from netsentinel_websocket.plugin import WebSocketPlugin
 from netsentinel_websocket.runner import Runner
+
+# Property tests draw new random examples on every plain `pytest` run (exploration), and the
+# same examples under tox/CI (HYPOTHESIS_PROFILE=ci), so a landing never depends on luck.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SECRET = "test-secret-0123456789-abcdefghij"
 ALL_SCOPES = "channel:* alerts:ack events:sensitive admin ingest"
