@@ -42,6 +42,7 @@ def test_events_appear_within_a_second(feed, new_page):
     f.publish(event(1, severity="critical"), event(2, severity="low"))
     row(page, "e-1").wait_for(timeout=1000)
     row(page, "e-2").wait_for(timeout=1000)
+    row(page, "e-1", "threats").wait_for(timeout=1000)  # its own channel: its own frame
     assert time.monotonic() - sent < 1.0
 
     # Newest first; critical also lands on threats; colours by severity class.
@@ -94,6 +95,10 @@ def test_filter_change_stops_events_that_do_not_match(feed, new_page):
     apply(page, lambda: page.uncheck('#channels input[value="threats"]'))
     f.publish(event(7, severity="critical", src_ip="198.51.100.10"))
     row(page, "e-7").wait_for(timeout=1000)
+    # e-7's threats frame would follow its events frame: a later event on the same connection
+    # arrives after it, so once e-8 is shown the threats row would have been too.
+    f.publish(event(8, severity="critical", src_ip="198.51.100.11"))
+    row(page, "e-8").wait_for(timeout=1000)
     assert row(page, "e-7", "threats").count() == 0
 
     # A filter the server refuses is reported, and the connection stays up.
