@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -25,6 +27,27 @@ def open_dashboard(page, feed):
     # "connected" means welcomed; events are only for it once the server has the subscription.
     wait_until(lambda: feed.subscribers().get("events"), what="the page's subscription")
     return page
+
+
+def subscribed_replies(page) -> Callable[[], list[dict]]:
+    """A function giving every ``subscribed`` reply the page's WebSocket received so far."""
+    got: list[dict] = []
+
+    def frames(ws) -> None:
+        ws.on(
+            "framereceived",
+            lambda data: got.extend(
+                m for m in map(json.loads, str(data).split("\n")) if m["type"] == "subscribed"
+            ),
+        )
+
+    page.on("websocket", frames)
+
+    def replies() -> list[dict]:
+        page.evaluate("0")  # Playwright's sync API dispatches events only during its calls
+        return got
+
+    return replies
 
 
 def apply(page, action) -> None:
@@ -145,6 +168,7 @@ def test_token_is_asked_for_kept_in_the_session_and_allows_acks(feed, new_page):
     assert page.url == f.dashboard  # never in the address
     assert "alice" in page.inner_text("#identity")
 
+    wait_until(lambda: f.subscribers().get("alerts"), what="the page's subscription")
     f.publish(event(1, "alert.raised", severity="high", alert_id="A-7"))
     alert = row(page, "e-1", "alerts")
     alert.locator("button.ack-button").click()
@@ -157,11 +181,12 @@ def test_token_is_asked_for_kept_in_the_session_and_allows_acks(feed, new_page):
 
     # A token without alerts:ack gets no acknowledge button.
     other = new_page()
+    confirmed = subscribed_replies(other)
     other.goto(f.dashboard)
     other.fill("#token", make_token("bob", "channel:alerts"))
     other.press("#token", "Enter")
     other.locator('#state[data-state="connected"]').wait_for()
-    other.locator("#channels input").first.wait_for()
+    wait_until(confirmed, what="bob's subscription")  # alice is counted on alerts too
     f.publish(event(2, "alert.raised", severity="high"))
     row(other, "e-2", "alerts").wait_for(timeout=1000)
     assert other.locator("button.ack-button").count() == 0
