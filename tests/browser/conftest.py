@@ -88,7 +88,7 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
 
 
 class Feed:
-    """A ``serve`` subprocess on fixed ports that can be stopped and started again."""
+    """A ``serve`` subprocess that can be stopped and started again on the same ports."""
 
     def __init__(self, proc: Any) -> None:
         self.proc = proc
@@ -130,6 +130,27 @@ def feed(browser: Any, serve_process: Callable[..., Any]) -> Callable[..., Feed]
         return Feed(serve_process(base_config(**overrides)))
 
     return start
+
+
+def record_messages(page: Any, direction: str) -> Callable[[], list[dict[str, Any]]]:
+    """A function giving every message the page's WebSockets sent (``direction="framesent"``)
+    or received (``"framereceived"``) so far; a received frame may hold several, one per line.
+
+    It makes a round trip to the page first: Playwright's sync API dispatches events only
+    during its own calls, so a plain polling loop would never see new frames."""
+    messages: list[dict[str, Any]] = []
+
+    def record(data: str | bytes) -> None:
+        text = data.decode() if isinstance(data, bytes) else data
+        messages.extend(orjson.loads(line) for line in text.split("\n"))
+
+    page.on("websocket", lambda ws: ws.on(direction, record))
+
+    def so_far() -> list[dict[str, Any]]:
+        page.evaluate("0")
+        return messages
+
+    return so_far
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:

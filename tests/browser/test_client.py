@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.browser.conftest import wait_until
+from tests.browser.conftest import record_messages, wait_until
 from tests.conftest import event, make_token
 
 pytestmark = pytest.mark.browser
@@ -26,15 +24,8 @@ START = """([url, token, channels]) => {
 def start_client(page, feed, token, channels=("events",)):
     """The dashboard page (without a dev token it only asks for one) loads client.js."""
     page.goto(feed.dashboard)
-    sent: list[dict] = []
-    page.on("websocket", lambda ws: ws.on("framesent", lambda data: sent.append(json.loads(data))))
+    sent = record_messages(page, "framesent")
     page.evaluate(START, [feed.proc.url, token, list(channels) if channels else None])
-    return sent
-
-
-def sent_messages(page, sent: list[dict]) -> list[dict]:
-    """``sent`` once Playwright has dispatched what is pending (it does so only during calls)."""
-    page.evaluate("0")
     return sent
 
 
@@ -51,10 +42,8 @@ def test_receives_coalesced_events_and_resumes_after_a_restart(feed, new_page):
     page = new_page()
     sent = start_client(page, f, make_token("script", "channel:events"))
     wait_until(lambda: "connected" in states(page), what="connected")
-    wait_until(
-        lambda: any(m["type"] == "subscribe" for m in sent_messages(page, sent)), what="subscribe"
-    )
-    assert sent[0]["channels"] == ["events"] and "since" not in sent[0]
+    first = wait_until(lambda: [m for m in sent() if m["type"] == "subscribe"], what="subscribe")
+    assert first[0]["channels"] == ["events"] and "since" not in first[0]
     # Sent is not yet subscribed: events are only for the page once the server has it.
     wait_until(lambda: f.subscribers().get("events"), what="the page's subscription")
 
@@ -71,9 +60,7 @@ def test_receives_coalesced_events_and_resumes_after_a_restart(feed, new_page):
     wait_until(lambda: states(page).count("connected") == 2, timeout=10, what="reconnected")
 
     # It resumed with `since`; the new process has a new epoch, so the server reports a gap.
-    resume = wait_until(
-        lambda: [m for m in sent_messages(page, sent) if m["type"] == "subscribe"][1:]
-    )
+    resume = wait_until(lambda: [m for m in sent() if m["type"] == "subscribe"][1:])
     assert resume[0]["since"] == {"events": {"epoch": epoch, "offset": 30}}
     gap = wait_until(lambda: seen(page, "gaps"))[0]
     assert gap["channel"] == "events" and gap["from"] == {"epoch": epoch, "offset": 30}

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
 
 import pytest
 
-from tests.browser.conftest import wait_until
+from tests.browser.conftest import record_messages, wait_until
 from tests.conftest import event, make_token
 
 pytestmark = pytest.mark.browser
@@ -27,27 +25,6 @@ def open_dashboard(page, feed):
     # "connected" means welcomed; events are only for it once the server has the subscription.
     wait_until(lambda: feed.subscribers().get("events"), what="the page's subscription")
     return page
-
-
-def subscribed_replies(page) -> Callable[[], list[dict]]:
-    """A function giving every ``subscribed`` reply the page's WebSocket received so far."""
-    got: list[dict] = []
-
-    def frames(ws) -> None:
-        ws.on(
-            "framereceived",
-            lambda data: got.extend(
-                m for m in map(json.loads, str(data).split("\n")) if m["type"] == "subscribed"
-            ),
-        )
-
-    page.on("websocket", frames)
-
-    def replies() -> list[dict]:
-        page.evaluate("0")  # Playwright's sync API dispatches events only during its calls
-        return got
-
-    return replies
 
 
 def apply(page, action) -> None:
@@ -181,12 +158,14 @@ def test_token_is_asked_for_kept_in_the_session_and_allows_acks(feed, new_page):
 
     # A token without alerts:ack gets no acknowledge button.
     other = new_page()
-    confirmed = subscribed_replies(other)
+    received = record_messages(other, "framereceived")
     other.goto(f.dashboard)
     other.fill("#token", make_token("bob", "channel:alerts"))
     other.press("#token", "Enter")
     other.locator('#state[data-state="connected"]').wait_for()
-    wait_until(confirmed, what="bob's subscription")  # alice is counted on alerts too
+    wait_until(  # (the server's count includes alice on alerts)
+        lambda: [m for m in received() if m["type"] == "subscribed"], what="bob's subscription"
+    )
     f.publish(event(2, "alert.raised", severity="high"))
     row(other, "e-2", "alerts").wait_for(timeout=1000)
     assert other.locator("button.ack-button").count() == 0
