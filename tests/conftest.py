@@ -326,7 +326,7 @@ def serve_process(tmp_path) -> Iterator[Any]:
 
 
 def free_port() -> int:
-    """A port free now; prefer port 0 or :class:`ReservedPort`, since it may be taken later."""
+    """A port free now (another process may take it later: prefer port 0 or ReservedPort)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -344,12 +344,6 @@ class ReservedPort:
     def release(self) -> int:
         self._sock.close()
         return self.port
-
-    def __enter__(self) -> ReservedPort:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def redis_url() -> str | None:
@@ -655,10 +649,12 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     # redis-server cannot bind port 0 and report it, so a free port is picked first; another
     # process may take it in between (parallel tox envs), hence a few tries.
     for attempt in range(3):
+        server = RedisServer(tmp_path)
         try:
-            server = RedisServer(tmp_path).start()
+            server.start()
             break
         except RuntimeError:
+            server.stop()
             if attempt == 2:
                 raise
     yield server
