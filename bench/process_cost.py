@@ -149,7 +149,8 @@ def run(
         gc.set_threshold(*saved)
         clients.call("close", {})
         clients.stop()
-    return [{**row, "gc_threshold": gc_threshold or saved[0]} for row in rows]
+    used = saved[0] if gc_threshold is None else gc_threshold  # 0 (collection off) is a value
+    return [{**row, "gc_threshold": used} for row in rows]
 
 
 def main() -> int:

@@ -178,9 +178,13 @@ def connect(
             for i in range(len(shares))
         ],
     )
-    server_cpu = server.cpu_seconds() - cpu0  # includes the minting wait: a lower bound on %
+    server_cpu = server.cpu_seconds() - cpu0  # the server idles while the workers mint tokens
     ok = sum(a["ok"] for a in answers)
     elapsed = max(a["finished"] for a in answers) - min(a["started"] for a in answers)
+
+    def per_second(amount: float) -> float:
+        return amount / elapsed if elapsed > 0 else float("nan")
+
     subscribed = clients.call(
         "subscribe", {"channels": [CHANNEL], "concurrency": per, "timeout": 30.0}
     )
@@ -188,11 +192,9 @@ def connect(
     return {
         "connected": ok,
         "connect_failed": count - ok,
-        "connect_per_s": ok / elapsed if elapsed > 0 else float("nan"),
-        "connect_server_cpu_pct": 100 * server_cpu / elapsed if elapsed > 0 else float("nan"),
-        "connect_client_cpu_pct": 100 * sum(a["cpu"] for a in answers) / elapsed
-        if elapsed > 0
-        else float("nan"),
+        "connect_per_s": per_second(ok),
+        "connect_server_cpu_pct": 100 * per_second(server_cpu),
+        "connect_client_cpu_pct": 100 * per_second(sum(a["cpu"] for a in answers)),
         "subscribed": sum(s["ok"] for s in subscribed),
         "errors": errors[:5],
     }
@@ -452,9 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     costs: list[dict[str, Any]] = []
     if args.process_cost and "netsentinel" in servers:
         from bench import process_cost  # imports this module: load it only when asked
+        from netsentinel_websocket.config import KEYS_BY_NAME
 
         # As a host with the interpreter's collector settings, then as the runner runs.
-        costs = process_cost.run([10, 10_000]) + process_cost.run([10, 10_000], gc_threshold=50_000)
+        runner_gc = KEYS_BY_NAME["server.gc_threshold"].default
+        costs = process_cost.run([10, 10_000])
+        costs += process_cost.run([10, 10_000], gc_threshold=runner_gc)
         print(json.dumps(costs), flush=True)
     report.write_text(
         json.dumps({"meta": meta, "cases": cases, "soak": soaks, "process_cost": costs}, indent=2)
