@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .events import SEVERITIES
+from .redact import DEFAULT_REDACT
 
 OWN_PREFIXES = ("websocket.", "server.")
 
@@ -31,17 +32,6 @@ DEFAULT_ROUTES: tuple[dict[str, Any], ...] = (
     {"channel": "ml", "event_types": ["ml.*"]},
     {"channel": "events", "event_types": ["honeypot.*"]},
     {"channel": "threats", "min_severity": "high"},
-)
-
-DEFAULT_REDACT = (
-    "data.logdata.PASSWORD",
-    "data.logdata.password",
-    "data.logdata.PASSWORD_HASH",
-    "data.logdata.Password",
-    "data.logdata.VNC Password",
-    "data.logdata.SECRET_STRING",
-    "data.logdata.auth_data",
-    "data.password",
 )
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -102,6 +92,19 @@ def _string(key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigError(key, f"must be a string (got {_show(value)})")
     return value
+
+
+def _secret_string(key: str, value: Any) -> str:
+    """Like a string, but a wrong value is never echoed: it may be the secret itself."""
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string (got a {_json_type(value)}; value not shown)")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "boolean", int: "number", float: "number", list: "list", dict: "object"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
 
 
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
@@ -215,6 +218,18 @@ def _origins(key: str, value: Any) -> tuple[str, ...]:
     return origins
 
 
+def _cidrs(key: str, value: Any) -> tuple[str, ...]:
+    import ipaddress
+
+    cidrs = _str_list(key, value)
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            raise ConfigError(key, f"bad CIDR {_show(cidr)} (e.g. 10.0.0.0/8, ::1/128)") from None
+    return cidrs
+
+
 def _log_format(key: str, value: Any) -> str:
     if value not in ("text", "json"):
         raise ConfigError(key, "must be 'text' or 'json'")
@@ -244,7 +259,7 @@ KEYS: tuple[Key, ...] = (
         "websocket.auth.jwt.secret",
         "string",
         None,
-        _optional(_string),
+        _optional(_secret_string),
         "Secret for HS* tokens, usually `${NETSENTINEL_WS_SECRET}`. Never logged.",
         secret=True,
     ),
@@ -351,6 +366,22 @@ KEYS: tuple[Key, ...] = (
         "Events kept per channel for resume with `since`.",
     ),
     Key(
+        "websocket.history.max_bytes",
+        "int (bytes)",
+        16 * MIB,
+        _int(0, 64 * 1024 * MIB),
+        "Per channel, the JSON bytes of the events kept for resume; the oldest go first when "
+        "either this or `websocket.history.size` is reached (0: no byte bound).",
+    ),
+    Key(
+        "websocket.limits.max_event_bytes",
+        "int (bytes)",
+        256 * 1024,
+        _int(1024, 64 * MIB),
+        "Largest event (its JSON) the pipeline may publish; larger ones are refused where they "
+        "enter and counted (`netsentinel_ws_pipeline_rejected{reason=\"too_large\"}`).",
+    ),
+    Key(
         "websocket.queue.max_bytes",
         "int (bytes)",
         MIB,
@@ -453,10 +484,41 @@ KEYS: tuple[Key, ...] = (
         "Runner: longest accepted ingest line / HTTP body; longer ones are dropped and counted.",
     ),
     Key(
+        "websocket.ingest.tcp_allow",
+        "list of CIDRs",
+        ["127.0.0.0/8", "::1/128"],
+        _cidrs,
+        "Runner: client addresses the TCP ingest accepts (it has no token); connections from "
+        "elsewhere are closed at once and counted.",
+    ),
+    Key(
+        "websocket.ingest.max_connections",
+        "int",
+        64,
+        _int(1, 100_000),
+        "Runner: TCP ingest connections at once; more are closed at once and counted. With "
+        "`websocket.ingest.max_line_bytes` it bounds the memory of partial lines.",
+    ),
+    Key(
+        "websocket.ingest.idle_timeout",
+        "number (s)",
+        300,
+        _number(1, 86400),
+        "Runner: a TCP ingest connection that sends nothing for this long is closed (a sender "
+        "such as OpenCanary's SocketJSONHandler reconnects on its next record).",
+    ),
+    Key(
+        "websocket.ingest.max_uploads",
+        "int",
+        4,
+        _int(1, 10_000),
+        "Runner: `POST /ingest` bodies being received at once; more are answered 503.",
+    ),
+    Key(
         "websocket.dashboard.token",
         "string",
         None,
-        _optional(_string),
+        _optional(_secret_string),
         "Development only: a token the dashboard page hands to the browser without asking "
         "(`serve --dev` sets it). Never set it on a shared server.",
         secret=True,
@@ -478,6 +540,46 @@ KEYS: tuple[Key, ...] = (
         "Runner: PEM private key for `server.tls.cert`.",
     ),
     Key("server.backlog", "int", 4096, _int(1, 65535), "Runner: listen backlog."),
+    Key(
+        "server.max_body_bytes",
+        "int (bytes)",
+        64 * 1024,
+        _int(1024, 256 * MIB),
+        "Runner: largest request body on every route but `POST /ingest` (which allows "
+        "`websocket.ingest.max_line_bytes` once its token is accepted); larger ones get 413 "
+        "before they are read.",
+    ),
+    Key(
+        "server.idle_timeout",
+        "number (s)",
+        10,
+        _number(0.5, 3600),
+        "Runner: an HTTP connection that has not sent a whole request head within this time, "
+        "or sits idle between requests, is closed (slowloris).",
+    ),
+    Key(
+        "server.body_timeout",
+        "number (s)",
+        30,
+        _number(0.5, 3600),
+        "Runner: time a request body may take to arrive.",
+    ),
+    Key(
+        "server.max_pending",
+        "int",
+        1024,
+        _int(1, 1_000_000),
+        "Runner: HTTP connections that are not (yet) WebSocket connections, in all; more are "
+        "closed at accept.",
+    ),
+    Key(
+        "server.max_pending_per_ip",
+        "int",
+        32,
+        _int(1, 1_000_000),
+        "Runner: HTTP connections from one address that are not (yet) WebSocket connections; "
+        "more are closed at accept.",
+    ),
     Key("server.log_format", "string", "text", _log_format, "Runner: `text` or `json` logs."),
     Key(
         "server.gc_threshold",

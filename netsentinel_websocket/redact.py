@@ -7,6 +7,17 @@ from typing import Any
 
 MARK = "[redacted]"
 
+DEFAULT_REDACT = (
+    "data.logdata.PASSWORD",
+    "data.logdata.password",
+    "data.logdata.PASSWORD_HASH",
+    "data.logdata.Password",
+    "data.logdata.VNC Password",
+    "data.logdata.SECRET_STRING",
+    "data.logdata.auth_data",
+    "data.password",
+)
+
 
 class Redactor:
     """Replaces the values at dotted paths with ``[redacted]``, copying only what it changes."""
