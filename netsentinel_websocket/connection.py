@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from tornado.iostream import SSLIOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
@@ -22,6 +22,7 @@ from . import protocol
 from .auth import AuthError, Principal, bearer_token
 from .frames import text_frame
 from .node import Node
+from .outbox import Outbox
 from .protocol import Ack, Auth, Ping, ProtocolError, Subscribe, Unsubscribe
 from .ratelimit import TokenBucket, Verdict
 
@@ -44,17 +45,12 @@ class WebSocketEndpoint(WebSocketHandler):
         self.node = node
         self.principal: Principal | None = None
         self.connection_id = secrets.token_hex(8)
-        self.events_sent = 0
+        self._outbox: Outbox  # made in open(), once Tornado has a stream
         self._ip = self.request.remote_ip or "?"
         self._admitted = False
         self._subject_counted = False
         self._closing = False
         self._close_sent: int | None = None
-        self._close_after: tuple[int, str] | None = None
-        self._sock: Any = None
-        self._queue: list[bytes] | None = None  # None: nothing in flight
-        self._queued = 0
-        self._bound = node.settings["websocket.queue.max_bytes"]
         self._timer: asyncio.TimerHandle | None = None
         self._bucket = TokenBucket(node.settings["websocket.limits.messages_per_second"], 0)
         self._subprotocol_token: str | None = None
@@ -94,60 +90,28 @@ class WebSocketEndpoint(WebSocketHandler):
         ws = self.ws_connection
         return self._closing or ws is None or ws.is_closing()
 
-    def send_frame(self, frame: bytes, count: int, force: bool = False) -> None:
-        """Write a prepared frame in order; never raises, never waits."""
-        if self.closed:
-            return
-        if self._queue is not None:
-            if not force and self._queued + len(frame) > self._bound:
-                self._slow_consumer()
-                return
-            self._queue.append(frame)
-            self._queued += len(frame)
-            self.events_sent += count
-            return
-        self.events_sent += count
-        sent = 0
-        # Straight to the socket only when Tornado has nothing pending either (a ping, a pong):
-        # bytes written past its buffer would cut into the middle of its frame.
-        if self._sock is not None and not self.ws_connection.stream.writing():
-            try:
-                sent = self._sock.send(frame)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._broken()
-                return
-            if sent == len(frame):
-                return
-        self._queue = []
-        self._write(memoryview(frame)[sent:] if sent else frame)
+    @property
+    def events_sent(self) -> int:
+        return self._outbox.sent
 
-    def _write(self, data: bytes | memoryview) -> None:
-        stream = self.ws_connection.stream if self.ws_connection else None
-        if stream is None or stream.closed():
-            self._broken()
-            return
-        try:
-            stream.write(data).add_done_callback(self._written)
-        except StreamClosedError:
-            self._broken()
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting in the outbox behind the write in flight."""
+        return self._outbox.queued
 
-    def _written(self, future: asyncio.Future[None]) -> None:
-        if future.exception() is not None or self._close_sent is not None:
-            return
-        if self._queue:
-            data = b"".join(self._queue)
-            self._queue = []
-            self._queued = 0
-            self._write(data)
-            return
-        self._queue = None
-        if self._close_after is not None:
-            self._close(*self._close_after)
+    def send_frame(self, frame: bytes, count: int = 0) -> None:
+        """Write a prepared frame in order; over the outbound bound the client is closed with
+        4009. Never raises, never waits."""
+        if not self.closed and not self._outbox.push(frame, count):
+            self._slow_consumer()
+
+    def send_replay(self, frames: Iterator[tuple[bytes, int]]) -> None:
+        """Write a resume replay, one frame per completed write (see :mod:`outbox`)."""
+        if not self.closed and not self._outbox.push_replay(frames):
+            self._slow_consumer()
 
     def _send(self, message: bytes) -> None:
-        self.send_frame(text_frame(message), 0, force=True)
+        self.send_frame(text_frame(message))
 
     def _slow_consumer(self) -> None:
         """Over the bound: drop what is queued; the close frame follows the write in flight."""
@@ -161,10 +125,10 @@ class WebSocketEndpoint(WebSocketHandler):
     # --- lifecycle ---
 
     async def open(self) -> None:
-        stream = self.ws_connection.stream
         self.set_nodelay(True)
-        if not isinstance(stream, SSLIOStream):
-            self._sock = stream.socket
+        self._outbox = Outbox(
+            _StreamTransport(self), self.node.settings["websocket.queue.max_bytes"]
+        )
         reason = self.node.admit(self, self._ip)
         if reason is not None:
             self._close(CLOSE_TOO_MANY if reason != "server shutting down" else 1001, reason)
@@ -357,25 +321,24 @@ class WebSocketEndpoint(WebSocketHandler):
     def close_when_drained(self, code: int, reason: str) -> None:
         """Close after what is queued has been written (graceful shutdown); takes no new
         frames meanwhile, so a busy feed cannot keep the queue from draining."""
-        if self._queue is None:
-            self._close(code, reason)
-        else:
-            self._closing = True
-            self._close_after = (code, reason)
+        self._closing = True
+        self._outbox.when_idle(lambda: self._close(code, reason))
 
     def _close(self, code: int, reason: str) -> None:
         if self._close_sent is not None:
             return
         self._closing = True
         self._close_sent = code
-        self._queue = None
+        self._outbox.clear()
         self.close(code, reason)
 
     def abort(self) -> None:
-        """Drop the connection at once (dead peer, or shutdown grace over)."""
+        """Drop the connection at once (dead peer, or shutdown grace over): closing the stream
+        runs Tornado's own teardown, which ends in :meth:`on_close`."""
         self._closing = True
-        if self.ws_connection is not None:
-            self.ws_connection._abort()  # Tornado's own teardown for a failed stream
+        ws = self.ws_connection
+        if ws is not None and ws.stream is not None:
+            ws.stream.close()
         else:
             self.on_connection_close()
 
@@ -408,3 +371,43 @@ class WebSocketEndpoint(WebSocketHandler):
                 "events_sent": self.events_sent,
             },
         )
+
+
+class _StreamTransport:
+    """The outbox's transport on Tornado's stream: a frame goes straight to the socket when
+    Tornado has nothing pending (its pings and pongs share the stream; bytes written past its
+    buffer would cut into the middle of its frame), the rest through the stream's buffer."""
+
+    __slots__ = ("_handler", "_stream", "_sock")
+
+    def __init__(self, handler: WebSocketEndpoint) -> None:
+        ws = handler.ws_connection
+        assert ws is not None and ws.stream is not None
+        self._handler = handler
+        self._stream = ws.stream
+        self._sock = None if isinstance(ws.stream, SSLIOStream) else ws.stream.socket
+
+    def send_now(self, data: bytes | memoryview) -> int:
+        if self._sock is None or self._stream.writing() or self._stream.closed():
+            return 0
+        try:
+            return self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            return 0  # the stream's own write meets the error and reports it
+
+    def write(self, data: bytes | memoryview, done: Callable[[bool], None]) -> None:
+        try:
+            future = self._stream.write(data)
+        except StreamClosedError:
+            self._handler._broken()
+            return
+
+        def written(f: asyncio.Future[None]) -> None:
+            ok = not f.cancelled() and f.exception() is None
+            if not ok:
+                self._handler._broken()
+            done(ok)
+
+        future.add_done_callback(written)

@@ -7,11 +7,14 @@ dict shape, made here once per event.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -29,8 +32,25 @@ FIELDS = (
 )
 
 
+#: Bounds on the fields every subscriber, filter and router looks at. Attackers write much of
+#: what arrives (honeypot records carry what an intruder typed); an event over a bound is
+#: refused where it enters, never carried to the fan-out.
+MAX_TYPE_CHARS = 128
+MAX_TEXT_CHARS = 256  # id, source, correlation_id
+MAX_TAGS = 64
+MAX_TAG_CHARS = 128
+
+#: Why an event was refused: the ``reason`` label of ``netsentinel_ws_pipeline_rejected``.
+REJECT_REASONS = ("invalid", "too_large", "unserializable")
+
+
 class EventError(ValueError):
-    """An event that cannot be normalized; the message is a short reason for the sender."""
+    """An event that cannot be normalized; the message is a short reason for the sender, and
+    ``reason`` one of :data:`REJECT_REASONS` for metrics."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def normalize_event(event: Any) -> dict[str, Any]:
@@ -48,6 +68,8 @@ def normalize_event(event: Any) -> dict[str, Any]:
     event_type = _plain(get("event_type"))
     if not isinstance(event_type, str) or not event_type.strip():
         raise EventError("event_type must be a non-empty string")
+    if len(event_type) > MAX_TYPE_CHARS:
+        raise EventError(f"event_type is longer than {MAX_TYPE_CHARS} characters", "too_large")
     severity = _plain(get("severity", "info"))
     severity = severity.lower() if isinstance(severity, str) else severity
     if severity not in SEVERITY_RANK:
@@ -69,16 +91,18 @@ def normalize_event(event: Any) -> dict[str, Any]:
         tags = list(tags)
     else:
         raise EventError("tags must be a list of strings")
+    if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG_CHARS for t in tags):
+        raise EventError(f"at most {MAX_TAGS} tags of {MAX_TAG_CHARS} characters", "too_large")
     correlation_id = get("correlation_id")
-    if correlation_id is not None and not isinstance(correlation_id, str):
-        correlation_id = str(correlation_id)
+    if correlation_id is not None:
+        correlation_id = _text("correlation_id", correlation_id)
     source = _plain(get("source", ""))
     event_id = get("id")
     return {
-        "id": str(event_id) if event_id not in (None, "") else uuid.uuid4().hex,
+        "id": _text("id", event_id) if event_id not in (None, "") else uuid.uuid4().hex,
         "timestamp": _timestamp(get("timestamp")),
         "event_type": event_type,
-        "source": "" if source is None else str(source),
+        "source": "" if source is None else _text("source", source),
         "severity": severity,
         "data": dict(data),
         "tags": tags,
@@ -92,6 +116,13 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
+def _text(name: str, value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_TEXT_CHARS:
+        raise EventError(f"{name} is longer than {MAX_TEXT_CHARS} characters", "too_large")
+    return text
+
+
 def _timestamp(value: Any) -> float:
     if value is None:
         return time.time()
@@ -99,4 +130,23 @@ def _timestamp(value: Any) -> float:
         return value.timestamp()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EventError("timestamp must be epoch seconds")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise EventError("timestamp must be a finite number of epoch seconds")
+    return seconds
+
+
+def serialize_event(event: dict[str, Any], max_bytes: int) -> bytes:
+    """The event's JSON, as every subscriber will get it; an event that cannot be written
+    (nested deeper than the serializer goes, integers over 64 bits) or is larger than
+    ``max_bytes`` is refused here, where it enters, so it can never fail a fan-out later."""
+    try:
+        full = orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
+        raise EventError(f"event cannot be serialized ({exc})", "unserializable") from None
+    if len(full) > max_bytes:
+        raise EventError(f"event is larger than {max_bytes} bytes", "too_large")
+    return full

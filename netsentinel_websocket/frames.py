@@ -7,6 +7,7 @@ that has not negotiated an extension; the endpoint does not offer compression.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator
 
 _FIN_TEXT = 0x81
 
@@ -28,18 +29,23 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-def coalesce(messages: list[bytes], limit: int = MAX_FRAME_PAYLOAD) -> list[tuple[bytes, int]]:
+def coalesce(messages: Iterable[bytes], limit: int = MAX_FRAME_PAYLOAD) -> list[tuple[bytes, int]]:
     """Pack ``\n``-separated messages into as few frames as fit ``limit`` (a larger message
     gets a frame of its own); returns each frame with the number of messages it holds."""
-    frames: list[tuple[bytes, int]] = []
+    return list(iter_frames(messages, limit))
+
+
+def iter_frames(
+    messages: Iterable[bytes], limit: int = MAX_FRAME_PAYLOAD
+) -> Iterator[tuple[bytes, int]]:
+    """:func:`coalesce`, one frame at a time: a long replay is never built whole."""
     batch: list[bytes] = []
     size = 0
     for message in messages:
         if batch and size + 1 + len(message) > limit:
-            frames.append((text_frame(b"\n".join(batch)), len(batch)))
+            yield text_frame(b"\n".join(batch)), len(batch)
             batch, size = [], 0
         size += len(message) + (1 if batch else 0)
         batch.append(message)
     if batch:
-        frames.append((text_frame(b"\n".join(batch)), len(batch)))
-    return frames
+        yield text_frame(b"\n".join(batch)), len(batch)

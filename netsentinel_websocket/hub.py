@@ -20,19 +20,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any, Protocol
 
 from . import protocol
 from .broker import Broker
 from .filters import Filter
-from .frames import coalesce
+from .frames import coalesce, iter_frames
 from .metrics import Metrics
 from .positions import Position, Publication, Recovery, catch_up
 from .redact import Redactor
 
 log = logging.getLogger(__name__)
+
+#: Replayed events are turned into messages this many at a time, as the subscriber reads.
+REPLAY_BATCH = 256
 
 
 class Subscriber(Protocol):
@@ -45,8 +48,12 @@ class Subscriber(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def send_frame(self, frame: bytes, count: int, force: bool = False) -> None:
+    def send_frame(self, frame: bytes, count: int = 0) -> None:
         """Write a prepared frame holding ``count`` events; never raises, never blocks."""
+
+    def send_replay(self, frames: Iterator[tuple[bytes, int]]) -> None:
+        """Write ``frames`` (frame, events in it) after everything sent so far, drawing each
+        only when the subscriber has taken the previous one; never raises, never blocks."""
 
 
 class _Group:
@@ -133,13 +140,31 @@ class Hub:
                 continue
             redactor = group.redactor
             members = tuple(group.members)
-            for frame, count in coalesce([p.message(redactor) for p in chosen]):
+            for frame, count in coalesce(self._messages(chosen, redactor)):
                 for subscriber in members:
                     subscriber.send_frame(frame, count)
                 self._metrics.bytes_sent.inc(len(frame) * len(members))
             channel.delivered.inc(len(chosen) * len(members))
             for pub in chosen:
                 observe(now - pub.prepared.received)
+
+    def _messages(self, pubs: list[Publication], redactor: Redactor | None) -> list[bytes]:
+        """The wire messages of ``pubs``. Events are serialized where they enter, so this cannot
+        fail for them; should one still fail (a broker handing over something odd), it alone is
+        left out and counted: one bad publication never costs the others."""
+        try:
+            return [p.message(redactor) for p in pubs]
+        except Exception:
+            messages = []
+            for pub in pubs:
+                try:
+                    messages.append(pub.message(redactor))
+                except Exception as exc:
+                    self._metrics.broker_errors.labels("serialize").inc()
+                    log.error(
+                        "channel %s offset %d not deliverable: %r", pub.channel, pub.offset, exc
+                    )
+            return messages
 
     # --- subscriptions ---
 
@@ -151,8 +176,9 @@ class Hub:
         since: Mapping[str, Position],
         reply: ReplyBuilder,
     ) -> None:
-        """Subscribe to ``channels``; writes ``reply(positions, recovered)``, then any gaps and
-        missed events (in frames of at most 1 MiB), before the first live event of these
+        """Subscribe to ``channels``; writes ``reply(positions, recovered)``, then any gaps,
+        then the missed events as a replay paced by the subscriber (frames of at most 1 MiB,
+        each built when the previous one was taken), before the first live event of these
         channels.
 
         A reported position is where the subscriber stands: its next event on that channel
@@ -173,8 +199,8 @@ class Hub:
         redactor = None if subscriber.sensitive else self._redactor
         positions: dict[str, Position] = {}
         recovered: dict[str, bool] = {}
-        parts: list[bytes] = []
-        count = 0
+        gaps: list[bytes] = []
+        missed: list[Publication] = []
         for name in channels:
             # Live delivery goes on after the last position handed to the hub (all flushed).
             last = self._broker.position(name)
@@ -189,16 +215,24 @@ class Hub:
             )
             recovered[name] = pubs is not None
             if pubs is None:
-                parts.append(protocol.gap(name, last.epoch, since[name]))
+                gaps.append(protocol.gap(name, last.epoch, since[name]))
                 continue
             positions[name] = since[name]
-            chosen = pubs if flt.match_all else [p for p in pubs if flt.match(p.prepared.event)]
-            parts.extend(p.message(redactor) for p in chosen)
-            count += len(chosen)
-        frames = coalesce([reply(positions, recovered), *parts])
-        for i, (frame, _) in enumerate(frames, 1):
-            subscriber.send_frame(frame, count if i == len(frames) else 0, force=True)
+            missed.extend(
+                pubs if flt.match_all else [p for p in pubs if flt.match(p.prepared.event)]
+            )
+        for frame, _ in coalesce([reply(positions, recovered), *gaps]):
+            subscriber.send_frame(frame)
+        if missed:
+            subscriber.send_replay(iter_frames(self._replay_messages(missed, redactor)))
         self._join(subscriber, channels, flt, redactor)
+
+    def _replay_messages(
+        self, pubs: list[Publication], redactor: Redactor | None
+    ) -> Iterator[bytes]:
+        """The messages of a replay, built as the subscriber draws them."""
+        for start in range(0, len(pubs), REPLAY_BATCH):
+            yield from self._messages(pubs[start : start + REPLAY_BATCH], redactor)
 
     async def _recover(self, name: str, since: Position) -> Recovery:
         try:

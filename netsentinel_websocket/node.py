@@ -22,7 +22,7 @@ from pluggy import HookCaller
 from .auth import JWTSettings, TokenVerifier
 from .broker import Broker, create_broker
 from .config import ConfigError, Settings
-from .events import EventError, normalize_event
+from .events import EventError, normalize_event, serialize_event
 from .hub import Hub
 from .metrics import Metrics
 from .positions import PreparedEvent
@@ -83,6 +83,7 @@ class Node:
         self._per_ip: Counter[str] = Counter()
         self._per_subject: Counter[str] = Counter()
         self._published = {c: self.metrics.events_published.labels(c) for c in self.channels}
+        self._max_event_bytes: int = settings["websocket.limits.max_event_bytes"]
         self._started = False
         self._stopping = False
         self.started_at = time.time()
@@ -125,15 +126,16 @@ class Node:
         """Normalize, route and hand an event to the broker; O(1) in subscribers, never awaits."""
         try:
             normalized = normalize_event(event)
+            full = serialize_event(normalized, self._max_event_bytes)
         except EventError as exc:
-            self.metrics.pipeline_rejected.inc()
+            self.metrics.pipeline_rejected.labels(exc.reason).inc()
             log.warning("pipeline event dropped: %s", exc)
             return
         self.metrics.events_in.inc()
         channels = self.router.route(normalized["event_type"], normalized["severity"])
         if not channels:
             return
-        prepared = PreparedEvent(normalized, time.time())
+        prepared = PreparedEvent(normalized, time.time(), full)
         for channel in channels:
             self.broker.publish(channel, prepared)
             self._published[channel].inc()

@@ -512,7 +512,12 @@ class FakeSubscriber:
         self.frames: list[bytes] = []
         self.messages: list[dict[str, Any]] = []
 
-    def send_frame(self, frame: bytes, count: int, force: bool = False) -> None:
+    def send_replay(self, frames: Any) -> None:
+        """A reader that keeps up: takes every frame of the replay at once."""
+        for frame, count in frames:
+            self.send_frame(frame, count)
+
+    def send_frame(self, frame: bytes, count: int = 0) -> None:
         if self.closed:  # as a real connection: frames after the close are dropped
             return
         opcode, payload, end = next_frame(frame) or (0, b"", 0)

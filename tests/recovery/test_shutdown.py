@@ -49,7 +49,7 @@ async def test_shutdown_drains_a_lagging_clients_queue_before_the_close(
     await lagging.subscribe(["events"])
     (conn,) = server.node.connections
     n = 0
-    while not conn._queued:  # past what the kernel buffers: the server holds a queue
+    while not conn.queued_bytes:  # past what the kernel buffers: the server holds a queue
         n += 1
         assert n < 400
         await server.publish(make_event(n, severity="low", blob="z" * 50_000))
