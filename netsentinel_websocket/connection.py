@@ -16,15 +16,17 @@ import time
 from collections.abc import Callable, Iterator
 
 from tornado.iostream import SSLIOStream, StreamClosedError
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from . import protocol
 from .auth import AuthError, Principal, bearer_token
 from .frames import text_frame
+from .metrics import close_label
 from .node import Node
 from .outbox import Outbox
 from .protocol import Ack, Auth, Ping, ProtocolError, Subscribe, Unsubscribe
 from .ratelimit import TokenBucket, Verdict
+from .wsprotocol import StrictProtocol
 
 log = logging.getLogger("netsentinel_websocket.connection")
 
@@ -69,6 +71,12 @@ class WebSocketEndpoint(WebSocketHandler):
     @property
     def max_message_size(self) -> int:
         return self.node.settings["websocket.limits.max_message_bytes"]
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if isinstance(protocol, WebSocketProtocol13):
+            return StrictProtocol(self, False, protocol.params)
+        return protocol
 
     def check_origin(self, origin: str) -> bool:
         return self.node.origin_allowed(origin, self.request.host)
@@ -352,7 +360,7 @@ class WebSocketEndpoint(WebSocketHandler):
         subject = self.principal.subject if self.principal else None
         self.node.release(self, self._ip, subject if self._subject_counted else None)
         code = self._close_sent or self.close_code or 1006
-        self.node.metrics.closes.labels(str(code)).inc()
+        self.node.metrics.closes.labels(close_label(code)).inc()
         log.info(
             "close id=%s sub=%s addr=%s code=%s duration=%.1fs events=%d",
             self.connection_id,

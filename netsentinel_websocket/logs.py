@@ -27,19 +27,33 @@ _SECRETS = re.compile(
 MASK = "[redacted]"
 
 
+# Line breaks and other controls in a message could forge log lines or drive a terminal; the
+# text logs get them as visible escapes (JSON logs escape them by themselves).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def redact(text: str) -> str:
     """``text`` with anything token-like replaced by ``[redacted]``."""
     return _SECRETS.sub(MASK, text)
 
 
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
 class RedactTokens(logging.Filter):
-    """Masks tokens in the rendered message (and leaves records without any untouched)."""
+    """Masks tokens in the rendered message and in ``extra`` string fields, and escapes
+    control characters in the message (leaving records without any untouched): clients
+    choose some of what is logged (a token's ``sub``, an ack's note)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = redact(message)
+        masked = _CONTROLS.sub(_escape, redact(message))
         if masked != message:
             record.msg, record.args = masked, None
+        for key, value in vars(record).items():
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, redact(value))
         return True
 
 
