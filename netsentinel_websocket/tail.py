@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -26,6 +28,7 @@ from .client import (
     Reconnect,
     SubscriptionError,
 )
+from .terminal import json_line, printable
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -47,6 +50,8 @@ SUMMARY_CHARS = 100
 ROUTINE_FIELDS = frozenset(
     {"src_ip", "src_host", "src_port", "dst_host", "dst_port", "service", "logtype", "logdata"}
 )
+# An event's own message is prose: its line breaks are layout, folded into one space.
+PROSE_BREAKS = re.compile(r"[ \t\r\n]+")
 
 EPILOG = f"""\
 The token comes from --token or, better (it stays out of the process list), from the
@@ -56,6 +61,11 @@ Output: one line per event (UTC time, severity, event type, source address, summ
 severities are coloured when stdout is a terminal and NO_COLOR is not set. With --json, one
 JSON message per line as the server sent it ({{"type":"event","channel",...,"event":{{...}}}}),
 and {{"type":"gap",...}} lines where events were lost.
+
+Event content never controls the terminal: control and format characters (escape sequences,
+C1 controls, bidi overrides, zero-width characters, line breaks) are printed as backslash
+escapes such as \\x1b, \\n or \\u202e, and a backslash as \\\\. In --json output they are
+\\u escapes (the JSON parses to the same value).
 
 Connection losses (server restart, network, slow consumer) are retried with back-off and the
 stream resumes where it stopped, with one notice on stderr.
@@ -108,6 +118,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         flt = build_filter(args)
     except ValueError as exc:
         return _usage(str(exc))
+    _log_to_stderr()
     colour = not args.json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     printer = Printer(sys.stdout, sys.stderr, json_lines=args.json, colour=colour)
     try:
@@ -182,7 +193,7 @@ class Printer:
 
     def show(self, item: Event | Gap) -> None:
         if self.json_lines:
-            line = orjson.dumps(item.as_message(), default=str).decode()
+            line = json_line(item.as_message())
         elif isinstance(item, Gap):
             self.notice(
                 f"gap on channel {item.channel}: events after offset {item.since.offset} "
@@ -195,21 +206,18 @@ class Printer:
         self.out.flush()
 
     def format_event(self, item: Event) -> str:
-        ev = item.event
-        stamp = ev.get("timestamp")
-        when = (
-            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
-            if isinstance(stamp, (int, float))
-            else "-"
-        )
+        when = _utc(item.event.get("timestamp"))
         severity = item.severity or "-"
-        label = f"{severity.upper():<8}"
+        name = printable(severity.upper())
+        label = f"{name:<8}"
         if self.colour and severity in COLOURS:
-            label = f"{COLOURS[severity]}{severity.upper()}{RESET}{' ' * (8 - len(severity))}"
+            label = f"{COLOURS[severity]}{name}{RESET}{' ' * (8 - len(name))}"
         data = item.data
         source = data.get("src_ip") or data.get("src_host") or "-"
         channel = f"[{item.channel}] " if self.multi_channel else ""
-        return f"{channel}{when} {label} {item.event_type} {source} {summary(data)}".rstrip()
+        # Everything around the label comes from the server: escaped as a whole.
+        content = f"{item.event_type} {source} {summary(data)}"
+        return f"{printable(channel)}{when} {label} {printable(content)}".rstrip()
 
     def reconnecting(self, info: Reconnect) -> None:
         """One line per outage (its first retry), not one per attempt."""
@@ -218,8 +226,7 @@ class Printer:
             self.notice(f"disconnected ({code}{info.reason}); reconnecting and resuming")
 
     def notice(self, text: str) -> None:
-        self.err.write(f"{PROG}: {text}\n")
-        self.err.flush()
+        _say(text, self.err)
 
 
 def summary(data: dict[str, Any]) -> str:
@@ -227,7 +234,7 @@ def summary(data: dict[str, Any]) -> str:
     the interesting fields (OpenCanary's ``logdata`` when present)."""
     for key in ("summary", "message", "description"):
         if isinstance(data.get(key), str):
-            text = data[key]
+            text = PROSE_BREAKS.sub(" ", data[key]).strip(" ")
             break
     else:
         parts = []
@@ -239,8 +246,17 @@ def summary(data: dict[str, Any]) -> str:
             f"{str(k).lower()}={_short(v)}" for k, v in fields.items() if k not in ROUTINE_FIELDS
         )
         text = " ".join(parts)
-    text = " ".join(text.split())
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
+
+
+def _utc(stamp: Any) -> str:
+    """The event's time, or ``-``: a time no clock can show (1e300) must not stop tail."""
+    if isinstance(stamp, (int, float)):
+        try:
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+        except (OverflowError, OSError, ValueError):
+            pass
+    return "-"
 
 
 def _short(value: Any) -> str:
@@ -250,10 +266,30 @@ def _short(value: Any) -> str:
 
 
 def _usage(message: str) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    return EXIT_USAGE
+    return _fail(EXIT_USAGE, message)
 
 
 def _fail(code: int, message: str) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    _say(message, sys.stderr)
     return code
+
+
+def _say(text: str, err: TextIO) -> None:
+    """One line on stderr; ``text`` may quote the server (close reasons, error messages)."""
+    err.write(f"{PROG}: {printable(text)}\n")
+    err.flush()
+
+
+class _InertFormatter(logging.Formatter):
+    """The client's warnings quote the server too: one escaped line each, like notices."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: {printable(super().format(record))}"
+
+
+def _log_to_stderr() -> None:
+    """Warnings (as Python would print them anyway) through the escaping, unless the host
+    process has set up logging of its own."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_InertFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
