@@ -46,12 +46,12 @@ class Broker(Protocol):
         """A JSON-able description for ``/healthz`` and ``/ws/stats``."""
 
 
-def create_broker(url: str, history_size: int, **options: Any) -> Broker:
+def create_broker(url: str, history_size: int, history_bytes: int = 0, **options: Any) -> Broker:
     """The broker named by ``websocket.broker``."""
     if url == "memory":
         from .broker_memory import MemoryBroker
 
-        return MemoryBroker(history_size)
+        return MemoryBroker(history_size, history_bytes)
     from .broker_redis import RedisBroker
 
-    return RedisBroker(url, history_size, **options)
+    return RedisBroker(url, history_size, history_bytes=history_bytes, **options)

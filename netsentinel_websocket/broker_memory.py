@@ -7,27 +7,28 @@ survive a restart: a client resuming with a position from before gets an honest 
 from __future__ import annotations
 
 import secrets
-from collections import deque
 from typing import Any
 
 from .broker import Deliver
+from .history import History
 from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
 
 
 class _Channel:
     __slots__ = ("epoch", "offset", "history")
 
-    def __init__(self, history_size: int) -> None:
+    def __init__(self, history_size: int, history_bytes: int) -> None:
         self.epoch = secrets.token_hex(6)
         self.offset = 0
-        self.history: deque[Publication] = deque(maxlen=history_size)
+        self.history = History(history_size, history_bytes)
 
 
 class MemoryBroker:
     """The default broker: one process, one feed."""
 
-    def __init__(self, history_size: int) -> None:
+    def __init__(self, history_size: int, history_bytes: int = 0) -> None:
         self._history_size = history_size
+        self._history_bytes = history_bytes
         self._channels: dict[str, _Channel] = {}
         self._deliver: Deliver | None = None
 
@@ -63,5 +64,5 @@ class MemoryBroker:
     def _channel(self, name: str) -> _Channel:
         ch = self._channels.get(name)
         if ch is None:
-            ch = self._channels[name] = _Channel(self._history_size)
+            ch = self._channels[name] = _Channel(self._history_size, self._history_bytes)
         return ch

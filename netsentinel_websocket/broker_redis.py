@@ -31,6 +31,7 @@ import orjson
 
 from .broker import Deliver
 from .config import ConfigError
+from .history import History
 from .metrics import Metrics
 from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
 
@@ -127,7 +128,9 @@ class _Channel:
 
     __slots__ = ("name", "keys", "source_key", "epoch", "offset", "synced", "ring", "local", "sent")
 
-    def __init__(self, name: str, prefix: str, token: str, history_size: int) -> None:
+    def __init__(
+        self, name: str, prefix: str, token: str, history_size: int, history_bytes: int
+    ) -> None:
         base = f"{prefix}{{{name}}}:"  # hash tag: a channel's keys share one Cluster slot
         self.name = name
         self.keys = (base + "epoch", base + "seq", base + "stream")
@@ -135,7 +138,7 @@ class _Channel:
         self.epoch = ""  # the stream's epoch ("" until first synced)
         self.offset = 0  # last stream offset delivered to the hub
         self.synced = False
-        self.ring: deque[Publication] = deque(maxlen=history_size)  # recent deliveries
+        self.ring = History(history_size, history_bytes)  # recent deliveries
         self.local: Position | None = None  # outage epoch, until the stream delivers again
         self.sent = 0  # this node's publish sequence on the channel
 
@@ -160,6 +163,7 @@ class RedisBroker:
         url: str,
         history_size: int,
         *,
+        history_bytes: int = 0,
         metrics: Metrics,
         buffer_size: int,
         channels: Sequence[str],
@@ -175,6 +179,7 @@ class RedisBroker:
         self.safe_url = redact_url(url)
         self._password = urlsplit(self._url).password
         self._history_size = history_size
+        self._history_bytes = history_bytes
         self._maxlen = max(history_size, MIN_STREAM_LENGTH)
         self._metrics = metrics
         self._buffer_size = buffer_size
@@ -471,6 +476,8 @@ class RedisBroker:
     def _channel(self, name: str) -> _Channel:
         ch = self._channels.get(name)
         if ch is None:
-            ch = self._channels[name] = _Channel(name, self.prefix, self._token, self._history_size)
+            ch = self._channels[name] = _Channel(
+                name, self.prefix, self._token, self._history_size, self._history_bytes
+            )
             self._by_stream[ch.keys[2].encode()] = ch
         return ch

@@ -73,6 +73,7 @@ class Node:
         self.broker = broker or create_broker(
             settings["websocket.broker"],
             settings["websocket.history.size"],
+            settings["websocket.history.max_bytes"],
             metrics=self.metrics,
             buffer_size=settings["websocket.broker.buffer"],
             channels=self.channels,

@@ -7,7 +7,7 @@ lost), so a client holding a position of another epoch cannot be served from his
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -106,7 +106,9 @@ class Recovery:
     recovered: bool
 
 
-def recover_from(history: Sequence[Publication], top: Position, since: Position | None) -> Recovery:
+def recover_from(
+    history: Collection[Publication], top: Position, since: Position | None
+) -> Recovery:
     """Pure history lookup: ``history`` holds the newest publications, ending at ``top``."""
     if since is None:
         return Recovery((), top, True)
