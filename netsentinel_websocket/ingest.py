@@ -4,36 +4,58 @@ OpenCanary's ``SocketJSONHandler`` writes one JSON record per line; ``WebhookHan
 ``{"message": "<json string>"}``; NetSentinel producers send StandardEvent objects. Parsing is
 pure (``parse_item``, ``parse_body``, ``LineSplitter``); a bad item becomes a reason, never an
 exception that could cost the connection or the other lines.
+
+The TCP listener has no token, so it trusts only where a connection comes from
+(``websocket.ingest.tcp_allow``) and bounds what any connection can hold: at most
+``max_connections`` at once, each with at most one partial line of ``max_line_bytes`` for at most
+``idle_timeout`` seconds (see :class:`IngestServer`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
+from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpserver import TCPServer
 
 from .events import EventError, normalize_event
-from .metrics import Metrics
+from .metrics import INGEST_REFUSALS, Metrics
 from .opencanary import RecordError, is_opencanary_record, normalize
 
 log = logging.getLogger("netsentinel_websocket.ingest")
 
-READ_CHUNK = 256 * 1024
-LOGGED_PER_CONNECTION = 10
+#: Bytes asked of the socket per read (Tornado's ``read_chunk_size``), and the most one read
+#: hands to the splitter.
+READ_CHUNK = 64 * 1024
+#: Hard cap of a stream's own read buffer; it holds at most about two chunks (the pending read
+#: and one read while the handler is busy), so this is never reached by a sender.
+STREAM_BUFFER = 4 * READ_CHUNK
+#: Log lines about dropped lines (per connection) or refusals (per reason): the first ones,
+#: then every thousandth; the counters have them all.
+LOGGED_FIRST = 10
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class IngestError(ValueError):
-    """One item that cannot be ingested; the message is the reason given back or logged."""
+    """One item that cannot be ingested: ``str()`` is the message given back or logged (never
+    text from the item), ``reason`` one of ``metrics.INGEST_REASONS`` for the counter."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def parse_item(item: Any) -> dict[str, Any]:
     """A NetSentinel event from an OpenCanary record, a webhook body or a StandardEvent."""
     if not isinstance(item, dict):
-        raise IngestError("item must be a JSON object")
+        raise IngestError("item must be a JSON object", "not_object")
     if set(item) == {"message"} and isinstance(item["message"], str):
         try:
             item = orjson.loads(item["message"])
@@ -72,12 +94,17 @@ def parse_line(line: bytes) -> dict[str, Any]:
     try:
         item = orjson.loads(line)
     except orjson.JSONDecodeError:
-        raise IngestError("not valid JSON (or not UTF-8)") from None
+        raise IngestError("not valid JSON (or not UTF-8)", "malformed") from None
     return parse_item(item)
 
 
 class LineSplitter:
-    """Splits a byte stream into lines, refusing (and skipping) lines over ``max_bytes``."""
+    """Splits a byte stream into lines, refusing (and skipping) lines over ``max_bytes``.
+
+    It holds at most ``max_bytes`` between feeds (the partial line), so a connection costs at
+    most that plus the chunk being fed. Each byte is scanned for a newline once, so a line
+    trickled in byte by byte costs linear time, not quadratic.
+    """
 
     TOO_LONG = object()
 
@@ -85,77 +112,213 @@ class LineSplitter:
         self._max = max_bytes
         self._buffer = bytearray()
         self._skipping = False
+        #: The caller's clock when the held partial line began; None when no line is open.
+        self.partial_since: float | None = None
 
-    def feed(self, data: bytes) -> Iterator[bytes | object]:
-        """Complete lines (without the newline), or ``TOO_LONG`` once per oversized line."""
-        self._buffer += data
+    @property
+    def held(self) -> int:
+        """Bytes of the partial line kept for the next feed."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes, now: float = 0.0) -> Iterator[bytes | object]:
+        """Complete lines (without the newline), or ``TOO_LONG`` once per oversized line;
+        ``now`` (any clock) dates a partial line that this chunk begins."""
         start = 0
-        while True:
-            end = self._buffer.find(b"\n", start)
+        if self._skipping:
+            end = data.find(b"\n")
             if end < 0:
-                break
-            if self._skipping:
-                self._skipping = False
-            elif end - start > self._max:
+                return
+            self._skipping = False
+            self.partial_since = None
+            start = end + 1
+        while (end := data.find(b"\n", start)) >= 0:
+            size = len(self._buffer) + end - start
+            if size > self._max:
                 yield self.TOO_LONG
             else:
-                line = bytes(self._buffer[start:end]).strip()
+                if self._buffer:
+                    self._buffer += data[start:end]
+                    line = bytes(self._buffer).strip()
+                else:
+                    line = data[start:end].strip()
                 if line:
                     yield line
-            start = end + 1
-        del self._buffer[:start]
-        if len(self._buffer) > self._max:
-            if not self._skipping:
-                self._skipping = True
-                yield self.TOO_LONG
             self._buffer.clear()
+            self.partial_since = None
+            start = end + 1
+        if start == len(data):
+            return
+        if self.partial_since is None:
+            self.partial_since = now
+        if len(self._buffer) + len(data) - start > self._max:
+            self._buffer.clear()
+            self._skipping = True
+            yield self.TOO_LONG
+        else:
+            self._buffer += data[start:]
+
+
+def peer_ip(address: Any) -> IpAddress | None:
+    """The client's address from what ``accept`` gave, IPv4-mapped IPv6 as IPv4; None when
+    it is not an IP address."""
+    if not isinstance(address, tuple) or not address or not isinstance(address[0], str):
+        return None
+    try:
+        ip = ipaddress.ip_address(address[0].split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def allowed(ip: IpAddress | None, networks: Iterable[IpNetwork]) -> bool:
+    """Whether ``ip`` is in one of ``networks`` (a network of the other family never matches)."""
+    return ip is not None and any(ip in net for net in networks)
+
+
+class _Connection:
+    """One ingest connection: its stream, its splitter and its single deadline timer."""
+
+    def __init__(self, stream: IOStream, peer: str, max_line: int, now: float) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.splitter = LineSplitter(max_line)
+        self.last_read = now
+        self.rejected = 0
+        self.waiting = False  # for bytes; not while a line it sent is being published
+        self.timer: object | None = None
 
 
 class IngestServer(TCPServer):
-    """Newline-delimited JSON over TCP, compatible with OpenCanary's ``SocketJSONHandler``."""
+    """Newline-delimited JSON over TCP, compatible with OpenCanary's ``SocketJSONHandler``.
+
+    Memory held by senders is bounded: at most ``max_connections`` connections (more, and any
+    from outside ``allow``, are closed at accept and counted), each holding at most one partial
+    line (``max_line_bytes``) plus its stream buffer (``STREAM_BUFFER``) and the chunk being
+    split (``READ_CHUNK``), and, only while a complete line is being published, that line. A
+    connection that sends nothing for ``idle_timeout`` seconds, or whose line is still
+    incomplete that long after its first byte, is closed (one timer per connection, re-armed
+    only when it fires early).
+    """
 
     def __init__(
         self,
         publish: Callable[[dict[str, Any]], Any],
         metrics: Metrics,
         max_line_bytes: int,
+        *,
+        allow: Iterable[str] = ("127.0.0.0/8", "::1/128"),
+        max_connections: int = 64,
+        idle_timeout: float = 300,
     ) -> None:
-        super().__init__(max_buffer_size=READ_CHUNK * 4)
+        super().__init__(max_buffer_size=STREAM_BUFFER, read_chunk_size=READ_CHUNK)
         self._publish = publish
         self._metrics = metrics
         self._max_line = max_line_bytes
+        self._allow = [ipaddress.ip_network(cidr) for cidr in allow]
+        self._max_connections = max_connections
+        self._idle = idle_timeout
+        self._open: set[_Connection] = set()
+        self._refused = dict.fromkeys(INGEST_REFUSALS, 0)
 
-    async def handle_stream(self, stream: IOStream, address: Any) -> None:
-        peer = address[0] if isinstance(address, tuple) else str(address)
-        splitter = LineSplitter(self._max_line)
-        rejected = 0
+    def handle_stream(self, stream: IOStream, address: Any) -> Awaitable[None] | None:
+        """Refuse at once what is not allowed or over the cap; serve the rest."""
+        ip = peer_ip(address)
+        peer = str(ip) if ip is not None else "unknown"
+        refusal = self._refusal(ip)
+        if refusal is not None:
+            self._refuse(stream, peer, refusal)
+            return None
+        loop = IOLoop.current()
+        conn = _Connection(stream, peer, self._max_line, loop.time())
+        self._open.add(conn)
+        self._metrics.ingest_connections.set(len(self._open))
+        conn.timer = loop.call_at(conn.last_read + self._idle, self._expire, conn)
+        return self._serve(conn)
+
+    def _refusal(self, ip: IpAddress | None) -> str | None:
+        if not allowed(ip, self._allow):
+            return "not_allowed"
+        if len(self._open) >= self._max_connections:
+            return "too_many"
+        return None
+
+    def _refuse(self, stream: IOStream, peer: str, reason: str) -> None:
+        """Close at accept, count, and log the first few (and every thousandth) refusals."""
+        stream.close()
+        self._metrics.ingest_refused.labels(reason).inc()
+        self._refused[reason] += 1
+        total = self._refused[reason]
+        if total <= LOGGED_FIRST or total % 1000 == 0:
+            log.warning("ingest from %s: connection refused (%s); %d so far", peer, reason, total)
+
+    def _expire(self, conn: _Connection) -> None:
+        """The connection's timer: close it if idle or stuck on a partial line, else re-arm."""
+        if conn.stream.closed():  # closed by the peer; its handler is about to finish
+            return
+        since = conn.splitter.partial_since
+        deadline = (since if since is not None else conn.last_read) + self._idle
+        loop = IOLoop.current()
+        if not conn.waiting:  # we are the slow side (publishing): the sender is not idle
+            deadline = max(deadline, loop.time() + self._idle)
+        if loop.time() < deadline:
+            conn.timer = loop.call_at(deadline, self._expire, conn)
+            return
+        conn.timer = None
+        if since is None:
+            reason = "idle"
+            log.info("ingest from %s: closed after %gs idle", conn.peer, self._idle)
+        else:
+            reason = "line_timeout"
+            if conn.splitter.held:  # a line skipped as too long was counted when it overflowed
+                self._metrics.ingest_rejected.labels("too_long").inc()
+            log.warning(
+                "ingest from %s: closed, a line still incomplete after %gs (%d bytes held)",
+                conn.peer,
+                self._idle,
+                conn.splitter.held,
+            )
+        self._metrics.ingest_closed.labels(reason).inc()
+        conn.stream.close()
+
+    async def _serve(self, conn: _Connection) -> None:
+        loop = IOLoop.current()
         try:
             while True:
-                data = await stream.read_bytes(READ_CHUNK, partial=True)
-                for line in splitter.feed(data):
+                conn.waiting = True
+                data = await conn.stream.read_bytes(READ_CHUNK, partial=True)
+                conn.waiting = False
+                conn.last_read = loop.time()
+                for line in conn.splitter.feed(data, conn.last_read):
                     try:
                         if line is LineSplitter.TOO_LONG:
-                            raise IngestError(f"line longer than {self._max_line} bytes")
+                            raise IngestError(
+                                f"line longer than {self._max_line} bytes", "too_long"
+                            )
                         event = parse_line(line)  # type: ignore[arg-type]
                     except IngestError as exc:
-                        rejected += 1
-                        self._metrics.ingest_rejected.labels(_reason_label(str(exc))).inc()
-                        if rejected <= LOGGED_PER_CONNECTION or rejected % 1000 == 0:
-                            log.warning(
-                                "ingest from %s: line dropped (%s); %d so far", peer, exc, rejected
-                            )
+                        self._rejected(conn, exc)
                         continue
                     await self._publish(event)
         except StreamClosedError:
             pass
+        finally:
+            conn.stream.close()  # also when publishing raised: no socket left without a reader
+            if conn.timer is not None:
+                loop.remove_timeout(conn.timer)
+            self._open.discard(conn)
+            self._metrics.ingest_connections.set(len(self._open))
 
-
-def _reason_label(reason: str) -> str:
-    """A bounded label for the rejected-lines counter."""
-    if reason.startswith("line longer"):
-        return "too_long"
-    if reason.startswith("not valid JSON"):
-        return "malformed"
-    if reason.startswith("item must be"):
-        return "not_object"
-    return "invalid"
+    def _rejected(self, conn: _Connection, exc: IngestError) -> None:
+        """Count a dropped line and log it (peer and our own message only, never line text)."""
+        conn.rejected += 1
+        self._metrics.ingest_rejected.labels(exc.reason).inc()
+        if conn.rejected <= LOGGED_FIRST or conn.rejected % 1000 == 0:
+            log.warning(
+                "ingest from %s: line dropped (%s: %s); %d so far",
+                conn.peer,
+                exc.reason,
+                exc,
+                conn.rejected,
+            )

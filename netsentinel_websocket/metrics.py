@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .disconnect import COUNTED_CODES
+from .events import REJECT_REASONS
+
 PREFIX = "netsentinel_ws"
 
 # The reasons ingest.py and runner.py count dropped lines under (a bounded label set).
 INGEST_REASONS = ("malformed", "too_long", "not_object", "invalid")
+# Why the TCP ingest closed a connection at accept, and why it closed one it was serving.
+INGEST_REFUSALS = ("not_allowed", "too_many")
+INGEST_CLOSES = ("idle", "line_timeout")
+
+def close_label(code: int | None) -> str:
+    """The ``code`` label of a close: one of :data:`disconnect.COUNTED_CODES`, or ``other``."""
+    return str(code) if code in COUNTED_CODES else "other"
+
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -72,11 +83,34 @@ class Metrics:
         )
         for reason in INGEST_REASONS:  # present at 0, so rate() alerts work from the start
             self.ingest_rejected.labels(reason)
-        self.pipeline_rejected = Counter(
-            f"{PREFIX}_pipeline_rejected",
-            "Pipeline events that could not be normalized.",
+        self.ingest_connections = Gauge(
+            f"{PREFIX}_ingest_connections", "Open TCP ingest connections.", registry=r
+        )
+        self.ingest_refused = Counter(
+            f"{PREFIX}_ingest_refused",
+            "TCP ingest connections closed at accept (not_allowed, too_many).",
+            ["reason"],
             registry=r,
         )
+        for reason in INGEST_REFUSALS:
+            self.ingest_refused.labels(reason)
+        self.ingest_closed = Counter(
+            f"{PREFIX}_ingest_closed",
+            "TCP ingest connections closed by the server (idle, line_timeout).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in INGEST_CLOSES:
+            self.ingest_closed.labels(reason)
+        self.pipeline_rejected = Counter(
+            f"{PREFIX}_pipeline_rejected",
+            "Pipeline events refused where they enter, by reason (invalid, too_large, "
+            "unserializable).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECT_REASONS:
+            self.pipeline_rejected.labels(reason)
         self.broker_up = Gauge(f"{PREFIX}_broker_up", "1 when the broker is ready.", registry=r)
         self.broker_errors = Counter(
             f"{PREFIX}_broker_errors", "Broker operations that failed.", ["op"], registry=r

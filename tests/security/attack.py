@@ -74,12 +74,14 @@ class Witness:
 
 
 class Pump:
-    """Numbered ``witness.tick`` events over the TCP ingest, ``rate`` per second."""
+    """Numbered ``witness.tick`` events over the TCP ingest, ``rate`` per second, from
+    ``source`` (a local address such as 127.0.0.2) when given."""
 
-    def __init__(self, ingest_port: int, rate: float = 200) -> None:
+    def __init__(self, ingest_port: int, rate: float = 200, source: str | None = None) -> None:
         self.sent = 0
         self._port = ingest_port
         self._rate = rate
+        self._local = (source, 0) if source else None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -87,7 +89,9 @@ class Pump:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self._port)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", self._port, local_addr=self._local
+        )
         try:
             while not self._stop.is_set():
                 self.sent += 1
@@ -116,12 +120,19 @@ class Guard:
     the attack must stay within ``rss_bound_kib`` of the RSS before it.
     """
 
-    def __init__(self, proc: ServeProcess, rss_bound_kib: int, rate: float = 200) -> None:
+    def __init__(
+        self,
+        proc: ServeProcess,
+        rss_bound_kib: int,
+        rate: float = 200,
+        pump_source: str | None = None,
+    ) -> None:
         assert proc.proc is not None
         self.proc = proc
         self.pid = proc.proc.pid
         self.bound = rss_bound_kib
         self.rate = rate
+        self.pump_source = pump_source
         self.baseline = 0
         self.peak = 0
         self._sampling: asyncio.Task[None] | None = None
@@ -129,7 +140,7 @@ class Guard:
 
     async def __aenter__(self) -> Guard:
         self.witness = await Witness.connect(self.proc.port)
-        self.pump = Pump(self.proc.ingest_port, self.rate)
+        self.pump = Pump(self.proc.ingest_port, self.rate, self.pump_source)
         self.pump.start()
         await self.witness.expect(5)  # the feed flows before the attack starts
         self.witness_seen = 5
