@@ -1,10 +1,9 @@
-"""The WebSocket endpoint: one client connection's lifecycle on top of Tornado.
+"""The WebSocket endpoint: a thin Tornado adapter around :class:`~.session.Session`.
 
-Protocol decisions come from the pure modules (``protocol``, ``auth``, ``ratelimit``); this
-module moves bytes and runs timers. Every server message goes through one ordered outbound
-path: straight to the socket when nothing is pending, else into a bounded per-connection queue
-(``websocket.queue.max_bytes``) that is drained one write at a time; a client over the bound is
-closed with 4009, and the close frame follows at most one frame already in flight.
+The session decides (authentication, dispatch, scopes, timers, replies, closes); this module
+carries out its actions: it verifies tokens, calls the hub and the host's hook, runs the one
+timer, and writes through the connection's :class:`~.outbox.Outbox`, which owns the outbound
+bound (``websocket.queue.max_bytes``) and the slow-consumer rule (4009).
 """
 
 from __future__ import annotations
@@ -18,35 +17,45 @@ from collections.abc import Callable, Iterator
 from tornado.iostream import SSLIOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
-from . import protocol
-from .auth import AuthError, Principal, bearer_token
+from . import disconnect, protocol
+from .auth import AuthError
+from .disconnect import Disconnect
 from .frames import text_frame
 from .metrics import close_label
 from .node import Node
 from .outbox import Outbox
-from .protocol import Ack, Auth, Ping, ProtocolError, Subscribe, Unsubscribe
-from .ratelimit import TokenBucket, Verdict
+from .session import (
+    Acknowledge,
+    Action,
+    Arm,
+    Close,
+    Fail,
+    Join,
+    Leave,
+    Regroup,
+    Send,
+    Session,
+    SessionSettings,
+    Verify,
+)
 from .wsprotocol import StrictProtocol
 
 log = logging.getLogger("netsentinel_websocket.connection")
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED = 1003
-CLOSE_UNAUTHENTICATED = 4001
-CLOSE_TOKEN_EXPIRED = 4004
-CLOSE_RATE = 4008
-CLOSE_SLOW = 4009
-CLOSE_TOO_MANY = 4029
-
 
 class WebSocketEndpoint(WebSocketHandler):
-    """``/ws``: authenticate, then subscribe/unsubscribe/ping/auth/ack and receive events."""
+    """``/ws``: one client connection."""
 
     def initialize(self, node: Node) -> None:
         self.node = node
-        self.principal: Principal | None = None
         self.connection_id = secrets.token_hex(8)
+        self.session = Session(
+            SessionSettings.from_settings(node.settings),
+            node.channels,
+            self.connection_id,
+            node.node_id,
+            time.monotonic(),
+        )
         self._outbox: Outbox  # made in open(), once Tornado has a stream
         self._ip = self.request.remote_ip or "?"
         self._admitted = False
@@ -54,7 +63,6 @@ class WebSocketEndpoint(WebSocketHandler):
         self._closing = False
         self._close_sent: int | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._bucket = TokenBucket(node.settings["websocket.limits.messages_per_second"], 0)
         self._subprotocol_token: str | None = None
         self._opened = time.monotonic()
 
@@ -89,7 +97,8 @@ class WebSocketEndpoint(WebSocketHandler):
 
     @property
     def sensitive(self) -> bool:
-        return self.principal is not None and self.principal.sensitive
+        principal = self.session.principal
+        return principal is not None and principal.sensitive
 
     @property
     def closed(self) -> bool:
@@ -118,84 +127,91 @@ class WebSocketEndpoint(WebSocketHandler):
         if not self.closed and not self._outbox.push_replay(frames):
             self._slow_consumer()
 
-    def _send(self, message: bytes) -> None:
-        self.send_frame(text_frame(message))
-
     def _slow_consumer(self) -> None:
         """Over the bound: drop what is queued; the close frame follows the write in flight."""
         self.node.metrics.slow_consumer_closes.inc()
-        self._close(CLOSE_SLOW, "slow consumer")
+        self.close_with(disconnect.SLOW_CONSUMER)
 
     def _broken(self) -> None:
         self.node.metrics.write_errors.inc()
         self.abort()
 
-    # --- lifecycle ---
+    # --- Tornado's callbacks, handed to the session ---
 
     async def open(self) -> None:
         self.set_nodelay(True)
         self._outbox = Outbox(
             _StreamTransport(self), self.node.settings["websocket.queue.max_bytes"]
         )
-        reason = self.node.admit(self, self._ip)
-        if reason is not None:
-            self._close(CLOSE_TOO_MANY if reason != "server shutting down" else 1001, reason)
+        refusal = self.node.admit(self, self._ip)
+        if refusal is not None:
+            self.close_with(refusal)
             return
         self._admitted = True
-        token, problem = self._handshake_token()
-        if problem:
-            self._refuse(problem)
-        elif token is not None:
-            await self._authenticate(token, None)
-        else:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(
-                self.node.settings["websocket.auth.timeout"], self._refuse, "auth timeout"
+        await self._run(
+            self.session.handshake(
+                self.request.headers.get("Authorization"),
+                self._subprotocol_token,
+                self.get_query_argument("token", None),
             )
+        )
 
-    def _handshake_token(self) -> tuple[str | None, str | None]:
-        """The token from the header, the subprotocol or (if allowed) the query."""
-        header = self.request.headers.get("Authorization")
-        if header is not None:
-            token = bearer_token(header)
-            return (token, None) if token else (None, "malformed authorization header")
-        if self._subprotocol_token is not None:
-            return self._subprotocol_token, None
-        query = self.get_query_argument("token", None)
-        if query is not None:
-            if not self.node.settings["websocket.auth.allow_query_token"]:
-                return None, "query token not allowed"
-            return query, None
-        return None, None
+    async def on_message(self, message: str | bytes) -> None:
+        await self._run(self.session.receive(message, time.monotonic(), time.time()))
 
-    async def _authenticate(self, token: str, request_id: protocol.RequestId) -> None:
-        """First authentication or an in-band refresh."""
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._apply_all(self.session.timer())
+
+    # --- carrying out the session's actions ---
+
+    async def _run(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Verify):
+                await self._verify(action)
+            elif isinstance(action, Join):
+                await self._join(action)
+            else:
+                self._apply(action)
+
+    def _apply_all(self, actions: list[Action]) -> None:
+        """Actions that need no waiting (a timer, a close decided outside the session)."""
+        for action in actions:
+            self._apply(action)
+
+    def _apply(self, action: Action) -> None:
+        if isinstance(action, Send):
+            self.send_frame(text_frame(action.message))
+        elif isinstance(action, Fail):
+            self.node.metrics.client_errors.labels(action.error.code).inc()
+            error = action.error
+            self.send_frame(text_frame(protocol.error(error.code, error.message, error.request_id)))
+        elif isinstance(action, Close):
+            self._close(action.disconnect)
+        elif isinstance(action, Arm):
+            self._arm(action.delay)
+        elif isinstance(action, Leave):
+            self.node.hub.unsubscribe(self, action.channels)
+        elif isinstance(action, Regroup):
+            self.node.hub.regroup(self)
+        elif isinstance(action, Acknowledge):
+            self._apply_all(self.session.acknowledged(action.request.id, self._acknowledge(action)))
+
+    async def _verify(self, action: Verify) -> None:
+        first = self.session.principal is None
         try:
-            principal = await self.node.verifier.verify(token)
+            principal = await self.node.verifier.verify(action.token)
         except AuthError as exc:
-            self._refuse(exc.reason)
+            await self._run(self.session.refused(exc.reason))
             return
-        if self._closing:
-            return
-        previous = self.principal
-        if previous is None:
-            reason = self.node.admit_subject(principal.subject)
-            if reason is not None:
-                self._close(CLOSE_TOO_MANY, reason)
+        if first and not self.closed:
+            refusal = self.node.admit_subject(principal.subject)
+            if refusal is not None:
+                self.close_with(refusal)
                 return
             self._subject_counted = True
-            self.principal = principal
-            self._send(
-                protocol.welcome(
-                    self.connection_id,
-                    self.node.node_id,
-                    time.time(),
-                    principal.allowed_channels(self.node.channels),
-                    principal.expires_at,
-                )
-            )
             log.info(
-                "open id=%s sub=%s addr=%s",
+                "open id=%s sub=%r addr=%s",
                 self.connection_id,
                 principal.subject,
                 self._ip,
@@ -206,94 +222,10 @@ class WebSocketEndpoint(WebSocketHandler):
                     "address": self._ip,
                 },
             )
-        else:
-            if principal.subject != previous.subject:
-                self._refuse("subject changed")
-                return
-            self.principal = principal
-            lost = [c for c in self.node.hub.subscriptions(self) if not principal.can_subscribe(c)]
-            if lost:
-                self.node.hub.unsubscribe(self, lost)
-                self._send(protocol.reply("unsubscribed", None, channels=lost))
-            if principal.sensitive != previous.sensitive:
-                self.node.hub.regroup(self)
-        if request_id is not None or previous is not None:
-            self._send(protocol.reply("auth_ok", request_id, expires_at=int(principal.expires_at)))
-        self._arm_expiry(principal)
+        await self._run(self.session.verified(principal, action.request_id, time.time()))
 
-    def _arm_expiry(self, principal: Principal) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        delay = principal.expires_at + self.node.settings["websocket.auth.jwt.leeway"] - time.time()
-        self._timer = asyncio.get_running_loop().call_later(
-            max(0.0, delay), self._close, CLOSE_TOKEN_EXPIRED, "token expired"
-        )
-
-    def _refuse(self, reason: str) -> None:
-        self.node.metrics.auth_failures.labels(reason).inc()
-        log.info("auth refused id=%s addr=%s reason=%s", self.connection_id, self._ip, reason)
-        self._close(CLOSE_UNAUTHENTICATED, reason)
-
-    async def on_message(self, message: str | bytes) -> None:
-        if self._closing:
-            return
-        if isinstance(message, bytes):
-            self._close(CLOSE_UNSUPPORTED, "binary frames are not accepted")
-            return
-        if self.principal is None:
-            await self._first_message(message)
-            return
-        verdict = self._bucket.take(time.monotonic())
-        if verdict is Verdict.CLOSE:
-            self._close(CLOSE_RATE, "message rate exceeded")
-            return
-        if verdict is Verdict.LIMITED:
-            # not parsed any further, but the reply still names its request
-            request_id = protocol.peek_id(message)
-            self._error(ProtocolError("rate_limited", "too many messages; slow down", request_id))
-            return
-        try:
-            request = protocol.parse(message)
-            await self._dispatch(request)
-        except ProtocolError as exc:
-            self._error(exc)
-
-    async def _first_message(self, message: str) -> None:
-        try:
-            request = protocol.parse(message)
-        except ProtocolError:
-            request = None
-        if not isinstance(request, Auth):
-            self._refuse("authentication required")
-            return
-        await self._authenticate(request.token, request.id)
-
-    async def _dispatch(self, request: protocol.Request) -> None:
-        assert self.principal is not None
-        if isinstance(request, Subscribe):
-            await self._subscribe(request)
-        elif isinstance(request, Unsubscribe):
-            removed = self.node.hub.unsubscribe(self, request.channels)
-            self._send(protocol.reply("unsubscribed", request.id, channels=removed))
-        elif isinstance(request, Ping):
-            self._send(protocol.reply("pong", request.id, server_time=time.time()))
-        elif isinstance(request, Auth):
-            await self._authenticate(request.token, request.id)
-        elif isinstance(request, Ack):
-            self._acknowledge(request)
-
-    async def _subscribe(self, request: Subscribe) -> None:
-        principal = self.principal
-        assert principal is not None
-        for channel in request.channels:
-            if channel not in self.node.channels:
-                raise ProtocolError("unknown_channel", f"no channel {channel!r}", request.id)
-            if not principal.can_subscribe(channel):
-                raise ProtocolError("forbidden", f"token does not allow {channel!r}", request.id)
-        current = self.node.hub.subscriptions(self)
-        total = len(set(current) | set(request.channels))
-        if total > self.node.settings["websocket.limits.max_subscriptions"]:
-            raise ProtocolError("too_many_subscriptions", "subscription limit reached", request.id)
+    async def _join(self, action: Join) -> None:
+        request = action.request
         channels = list(request.channels)
         await self.node.hub.subscribe(
             self,
@@ -305,40 +237,51 @@ class WebSocketEndpoint(WebSocketHandler):
             ),
         )
 
-    def _acknowledge(self, request: Ack) -> None:
-        principal = self.principal
-        assert principal is not None
-        if not principal.has("alerts:ack"):
-            raise ProtocolError("forbidden", "token lacks alerts:ack", request.id)
+    def _acknowledge(self, action: Acknowledge) -> bool | None:
+        """The host records the acknowledgement; None when nothing implements the hook (an
+        ``ack_ok`` must mean someone recorded it)."""
         hook = self.node.ack_hook
-        if hook is None or not hook.get_hookimpls():  # an ack_ok must mean someone recorded it
-            raise ProtocolError("unavailable", "no host handles acknowledgements", request.id)
+        if hook is None or not hook.get_hookimpls():
+            return None
+        request = action.request
         try:
-            hook(alert_id=request.alert_id, subject=principal.subject, note=request.note)
+            hook(alert_id=request.alert_id, subject=action.subject, note=request.note)
         except Exception:
             log.exception("netsentinel_alert_acknowledged failed for alert %r", request.alert_id)
-            raise ProtocolError("ack_failed", "the host could not record it", request.id) from None
-        self._send(protocol.reply("ack_ok", request.id))
+            return False
+        return True
 
-    def _error(self, exc: ProtocolError) -> None:
-        self.node.metrics.client_errors.labels(exc.code).inc()
-        self._send(protocol.error(exc.code, exc.message, exc.request_id))
+    def _arm(self, delay: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if delay is not None:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
     # --- closing ---
 
-    def close_when_drained(self, code: int, reason: str) -> None:
+    def close_with(self, reason: Disconnect) -> None:
+        """Close for a reason decided outside the protocol (caps, shutdown, slow consumer)."""
+        self._apply_all(self.session.close(reason))
+
+    def close_when_drained(self, reason: Disconnect) -> None:
         """Close after what is queued has been written (graceful shutdown); takes no new
         frames meanwhile, so a busy feed cannot keep the queue from draining."""
         self._closing = True
-        self._outbox.when_idle(lambda: self._close(code, reason))
+        self._outbox.when_idle(lambda: self.close_with(reason))
 
-    def _close(self, code: int, reason: str) -> None:
+    def _close(self, reason: Disconnect) -> None:
         if self._close_sent is not None:
             return
+        if reason.code == disconnect.UNAUTHENTICATED.code:
+            self.node.metrics.auth_failures.labels(reason.reason).inc()
+            log.info(
+                "auth refused id=%s addr=%s reason=%s", self.connection_id, self._ip, reason.reason
+            )
         self._closing = True
-        self._close_sent = code
+        self._close_sent = reason.code
         self._outbox.clear()
-        self.close(code, reason)
+        self.close(reason.code, reason.reason)
 
     def abort(self) -> None:
         """Drop the connection at once (dead peer, or shutdown grace over): closing the stream
@@ -352,22 +295,22 @@ class WebSocketEndpoint(WebSocketHandler):
 
     def on_close(self) -> None:
         self._closing = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._arm(None)
         if not self._admitted:
             return
-        subject = self.principal.subject if self.principal else None
+        principal = self.session.principal
+        subject = principal.subject if principal else None
         self.node.release(self, self._ip, subject if self._subject_counted else None)
         code = self._close_sent or self.close_code or 1006
         self.node.metrics.closes.labels(close_label(code)).inc()
+        duration = time.monotonic() - self._opened
         log.info(
-            "close id=%s sub=%s addr=%s code=%s duration=%.1fs events=%d",
+            "close id=%s sub=%r addr=%s code=%s duration=%.1fs events=%d",
             self.connection_id,
             subject or "-",
             self._ip,
             code,
-            time.monotonic() - self._opened,
+            duration,
             self.events_sent,
             extra={
                 "event": "ws_close",
@@ -375,7 +318,7 @@ class WebSocketEndpoint(WebSocketHandler):
                 "subject": subject,
                 "address": self._ip,
                 "code": code,
-                "duration": round(time.monotonic() - self._opened, 3),
+                "duration": round(duration, 3),
                 "events_sent": self.events_sent,
             },
         )

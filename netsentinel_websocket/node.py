@@ -19,9 +19,11 @@ from urllib.parse import urlsplit
 
 from pluggy import HookCaller
 
+from . import disconnect
 from .auth import JWTSettings, TokenVerifier
 from .broker import Broker, create_broker
 from .config import ConfigError, Settings
+from .disconnect import Disconnect
 from .events import EventError, normalize_event, serialize_event
 from .hub import Hub
 from .metrics import Metrics
@@ -108,7 +110,7 @@ class Node:
         grace = self.settings["websocket.shutdown.grace"]
         deadline = time.monotonic() + grace
         for conn in list(self.connections):
-            conn.close_when_drained(1001, "server shutting down")
+            conn.close_when_drained(disconnect.SHUTDOWN)
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
@@ -143,23 +145,25 @@ class Node:
 
     # --- connection admission ---
 
-    def admit(self, conn: Any, ip: str) -> str | None:
-        """Register a new connection; a reason when a global or per-address cap is reached."""
+    def admit(self, conn: Any, ip: str) -> Disconnect | None:
+        """Register a new connection; how to close it when a global or per-address cap is
+        reached or the node is stopping."""
         if self._stopping:
-            return "server shutting down"
+            return disconnect.SHUTDOWN
         if len(self.connections) >= self.settings["websocket.limits.max_connections"]:
-            return "too many connections"
+            return disconnect.TOO_MANY
         if self._per_ip[ip] >= self.settings["websocket.limits.per_ip"]:
-            return "too many connections from this address"
+            return disconnect.TOO_MANY.because("too many connections from this address")
         self.connections[conn] = None
         self._per_ip[ip] += 1
         self.metrics.connections.set(len(self.connections))
         return None
 
-    def admit_subject(self, subject: str) -> str | None:
-        """Count an authenticated subject; a reason when its cap is reached."""
+    def admit_subject(self, subject: str) -> Disconnect | None:
+        """Count an authenticated subject; how to close the connection when its cap is
+        reached."""
         if self._per_subject[subject] >= self.settings["websocket.limits.per_subject"]:
-            return "too many connections for this subject"
+            return disconnect.TOO_MANY.because("too many connections for this subject")
         self._per_subject[subject] += 1
         return None
 
