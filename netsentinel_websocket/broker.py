@@ -44,14 +44,3 @@ class Broker(Protocol):
 
     def state(self) -> dict[str, Any]:
         """A JSON-able description for ``/healthz`` and ``/ws/stats``."""
-
-
-def create_broker(url: str, history_size: int, history_bytes: int = 0, **options: Any) -> Broker:
-    """The broker named by ``websocket.broker``."""
-    if url == "memory":
-        from .broker_memory import MemoryBroker
-
-        return MemoryBroker(history_size, history_bytes)
-    from .broker_redis import RedisBroker
-
-    return RedisBroker(url, history_size, history_bytes=history_bytes, **options)

@@ -21,7 +21,8 @@ from pluggy import HookCaller
 
 from . import disconnect
 from .auth import JWTSettings, TokenVerifier
-from .broker import Broker, create_broker
+from .broker import Broker
+from .broker_memory import MemoryBroker
 from .config import ConfigError, Settings
 from .disconnect import Disconnect
 from .events import EventError, normalize_event, serialize_event
@@ -72,14 +73,7 @@ class Node:
         self.channels = tuple(settings["websocket.channels"])
         self.router = Router(settings["websocket.routes"])
         self.redactor = Redactor(settings["websocket.redact"])
-        self.broker = broker or create_broker(
-            settings["websocket.broker"],
-            settings["websocket.history.size"],
-            settings["websocket.history.max_bytes"],
-            metrics=self.metrics,
-            buffer_size=settings["websocket.broker.buffer"],
-            channels=self.channels,
-        )
+        self.broker = broker or self._engine()
         self.hub = Hub(self.broker, self.redactor, self.metrics)
         self.ack_hook: HookCaller | None = None  # the host's netsentinel_alert_acknowledged
         self.connections: dict[Any, None] = {}
@@ -89,7 +83,26 @@ class Node:
         self._max_event_bytes: int = settings["websocket.limits.max_event_bytes"]
         self._started = False
         self._stopping = False
+        self._drained = asyncio.Event()  # set whenever no connection is open
+        self._drained.set()
         self.started_at = time.time()
+
+    def _engine(self) -> Broker:
+        """The broker ``websocket.broker`` names: the node is where the engine is chosen, so
+        the broker interface knows none of its implementations."""
+        s = self.settings
+        if s["websocket.broker"] == "memory":
+            return MemoryBroker(s["websocket.history.size"], s["websocket.history.max_bytes"])
+        from .broker_redis import RedisBroker  # needs the optional redis package
+
+        return RedisBroker(
+            s["websocket.broker"],
+            s["websocket.history.size"],
+            history_bytes=s["websocket.history.max_bytes"],
+            metrics=self.metrics,
+            buffer_size=s["websocket.broker.buffer"],
+            channels=self.channels,
+        )
 
     # --- lifecycle ---
 
@@ -111,8 +124,11 @@ class Node:
         deadline = time.monotonic() + grace
         for conn in list(self.connections):
             conn.close_when_drained(disconnect.SHUTDOWN)
-        while self.connections and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._drained.wait(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                pass
         for conn in list(self.connections):
             conn.abort()
         await self.broker.stop()
@@ -155,6 +171,7 @@ class Node:
         if self._per_ip[ip] >= self.settings["websocket.limits.per_ip"]:
             return disconnect.TOO_MANY.because("too many connections from this address")
         self.connections[conn] = None
+        self._drained.clear()
         self._per_ip[ip] += 1
         self.metrics.connections.set(len(self.connections))
         return None
@@ -175,6 +192,8 @@ class Node:
             _decrement(self._per_subject, subject)
         self.hub.remove(conn)
         self.metrics.connections.set(len(self.connections))
+        if not self.connections:
+            self._drained.set()
 
     def origin_allowed(self, origin: str, host: str) -> bool:
         """Browsers must come from a listed origin or the same origin (the dashboard page).

@@ -28,6 +28,7 @@ from .client import (
     Reconnect,
     SubscriptionError,
 )
+from .events import SEVERITIES
 from .terminal import json_line, printable
 
 EXIT_OK = 0
@@ -36,7 +37,6 @@ EXIT_USAGE = 2
 EXIT_AUTH = 3
 TOKEN_ENV = "NETSENTINEL_TOKEN"
 PROG = "netsentinel-websocket tail"
-SEVERITIES = ("info", "low", "medium", "high", "critical")
 COLOURS = {
     "critical": "\033[1;97;41m",  # bold white on red
     "high": "\033[1;31m",
