@@ -74,6 +74,7 @@ def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
             raise ConfigError(key, f"must be between {lo} and {hi} (got {value})")
         return value
 
+    check.bounds = (lo, hi)  # type: ignore[attr-defined]  # for the docs table
     return check
 
 
@@ -85,6 +86,7 @@ def _number(lo: float, hi: float) -> Callable[[str, Any], float]:
             raise ConfigError(key, f"must be between {lo} and {hi} (got {value})")
         return float(value)
 
+    check.bounds = (lo, hi)  # type: ignore[attr-defined]  # for the docs table
     return check
 
 
@@ -379,7 +381,7 @@ KEYS: tuple[Key, ...] = (
         256 * 1024,
         _int(1024, 64 * MIB),
         "Largest event (its JSON) the pipeline may publish; larger ones are refused where they "
-        "enter and counted (`netsentinel_ws_pipeline_rejected{reason=\"too_large\"}`).",
+        'enter and counted (`netsentinel_ws_pipeline_rejected{reason="too_large"}`).',
     ),
     Key(
         "websocket.queue.max_bytes",
@@ -653,6 +655,31 @@ def validate(config: Mapping[str, Any], environ: Mapping[str, str] | None = None
         values[key] = spec.check(key, expand_env(key, raw, env))
     _cross_checks(values)
     return Settings(values)
+
+
+def keys_markdown() -> str:
+    """The keys table of docs/configuration.md, made from :data:`KEYS` (a test checks that
+    the docs hold exactly this): ``python -c 'from netsentinel_websocket.config import
+    keys_markdown; print(keys_markdown())'``."""
+    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for key in KEYS:
+        if key.default is None:
+            default = "unset"
+        elif isinstance(key.default, list) and len(json.dumps(key.default)) > 40:
+            default = "see below"
+        else:
+            default = f"`{json.dumps(key.default)}`"
+        doc = key.doc
+        bounds = getattr(key.check, "bounds", None)
+        if bounds is not None:
+            lo, hi = (_number_text(b) for b in bounds)
+            doc += f" From {lo} to {hi}."
+        rows.append(f"| `{key.name}` | {key.type} | {default} | {doc} |")
+    return "\n".join(rows)
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def load_file(path: str) -> dict[str, Any]:

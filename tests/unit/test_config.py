@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from netsentinel_websocket.config import KEYS, ConfigError, load_file, validate
+from netsentinel_websocket.config import KEYS, ConfigError, keys_markdown, load_file, validate
 
 SECRET = "a-long-enough-secret-0123456789"
 
@@ -158,7 +158,19 @@ def test_load_file_round_trip(tmp_path: Path):
     assert load_file(str(path)) == {"websocket.enabled": True}
 
 
-def test_every_key_is_documented():
+def test_the_docs_hold_the_keys_table_made_from_the_schema():
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
-    missing = [k.name for k in KEYS if f"`{k.name}`" not in doc]
-    assert missing == []
+    assert keys_markdown() in doc, "regenerate the table in docs/configuration.md"
+    table = keys_markdown().splitlines()
+    assert len(table) == len(KEYS) + 2 and all(f"`{k.name}`" in doc for k in KEYS)
+
+
+@pytest.mark.parametrize("key", ["websocket.auth.jwt.secret", "websocket.dashboard.token"])
+@pytest.mark.parametrize("value", [1234567890123456789, ["s3cr3t-in-a-list"], {"v": "s3cr3t"}])
+def test_a_secret_of_the_wrong_type_is_never_echoed(key, value):
+    with pytest.raises(ConfigError) as caught:
+        validate({key: value})
+    assert caught.value.key == key
+    for shown in ("1234567890123456789", "s3cr3t"):
+        assert shown not in str(caught.value)
+    assert "value not shown" in str(caught.value)
