@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,13 @@ from .metrics import Metrics
 from .node import Node
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+# A Host header that can go into a CSP source expression verbatim: a DNS name, an IPv4 address or
+# a bracketed IPv6 address, and an optional port. Anything else (spaces, ';', quotes, '*') could
+# rewrite the policy, so the page then gets 'self' alone.
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
+)
 
 
 class BearerHandler(tornado.web.RequestHandler):
@@ -106,16 +114,31 @@ class DashboardHandler(NodeHandler):
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        # No inline script or style, no framing (an "Ack" button must not be clickjacked).
+        # No inline script or style, no framing (an "Ack" button must not be clickjacked), and
+        # WebSockets only to this page's own host: a script injected somehow cannot ship the
+        # feed elsewhere. Browsers before CSP 3 do not count ws(s) of the same host as 'self'.
+        host = self.request.host
+        own = f" ws://{host} wss://{host}" if _HOST.fullmatch(host) else ""
         self.set_header(
             "Content-Security-Policy",
-            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+            f"default-src 'self'; connect-src 'self'{own}; img-src 'self' data:; "
             "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
             "form-action 'self'",
         )
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
         self.finish(page)
+
+
+class StaticFiles(tornado.web.StaticFileHandler):
+    """The dashboard's files; a path the filesystem cannot even look up (a NUL byte, a name too
+    long) is a 404, not an uncaught exception with a traceback in the log."""
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except (ValueError, OSError):
+            raise tornado.web.HTTPError(404) from None
 
 
 def routes(node: Node) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
@@ -129,7 +152,7 @@ def routes(node: Node) -> list[tuple[str, type[tornado.web.RequestHandler], dict
         (base, WebSocketEndpoint, args),
         (f"{prefix}/stats", StatsHandler, args),
         (f"{prefix}/dashboard", DashboardHandler, args),
-        (f"{prefix}/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR)}),
+        (f"{prefix}/static/(.*)", StaticFiles, {"path": str(STATIC_DIR)}),
         ("/healthz", HealthHandler, args),
         ("/metrics", MetricsHandler, args),
     ]

@@ -16,13 +16,13 @@ from typing import Any
 
 import pluggy
 import tornado.web
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from . import hookspecs
 from .config import Settings, validate
 from .demo import run_demo
 from .http import BearerHandler
+from .httpserver import GuardedHTTPServer, guard_sockets, raise_fd_limit
 from .ingest import IngestServer, parse_body, parse_item
 from .metrics import Metrics
 from .node import build_verifier
@@ -61,28 +61,66 @@ class Pipeline:
         await self.feed(parse_item(item))
 
 
+MAX_ERRORS_SHOWN = 100  # reasons given back per upload; the rest are only counted
+
+
+@tornado.web.stream_request_body
 class IngestHandler(BearerHandler):
-    """``POST /ingest``: events or OpenCanary records; needs a token with the ``ingest`` scope."""
+    """``POST /ingest``: events or OpenCanary records; needs a token with the ``ingest`` scope.
+
+    The body is streamed: the token and the bound on uploads in flight are checked on the request
+    head, and only then may the body exceed ``server.max_body_bytes`` (up to
+    ``websocket.ingest.max_line_bytes``), so an anonymous upload is refused before it is read.
+    """
 
     def initialize(self, runner: Runner) -> None:
         self.runner = runner
         self.verifier = runner.verifier
         self.metrics = runner.metrics
+        self._body = bytearray()
+        self._slot = False
+
+    async def prepare(self) -> None:
+        if self.request.method != "POST" or await self.bearer("ingest") is None:
+            return
+        if self.runner.uploads >= self.runner.settings["websocket.ingest.max_uploads"]:
+            self.set_header("Retry-After", "1")
+            return self.write_json(503, {"error": "too many uploads in progress"})
+        self.runner.uploads += 1
+        self._slot = True
+        self.request.connection.set_max_body_size(
+            self.runner.settings["websocket.ingest.max_line_bytes"]
+        )
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body += chunk  # bounded by the connection's body limit, raised in prepare
 
     async def post(self) -> None:
-        if await self.bearer("ingest") is None:
-            return
-        if len(self.request.body) > self.runner.settings["websocket.ingest.max_line_bytes"]:
-            self.metrics.ingest_rejected.labels("too_long").inc()
-            return self.write_json(413, {"error": "body too large"})
-        events, errors = parse_body(self.request.body)
+        events, errors = parse_body(bytes(self._body))
+        self._body.clear()
+        self._release()
         for _ in errors:
             self.metrics.ingest_rejected.labels("invalid").inc()
+        shown: dict[str, Any] = {"errors": errors[:MAX_ERRORS_SHOWN]}
+        if len(errors) > MAX_ERRORS_SHOWN:
+            shown["errors_omitted"] = len(errors) - MAX_ERRORS_SHOWN
         if errors and not events:
-            return self.write_json(400, {"accepted": 0, "errors": errors})
+            return self.write_json(400, {"accepted": 0, **shown})
         for event in events:
             await self.runner.pipeline.feed(event)
-        self.write_json(202, {"accepted": len(events), "errors": errors})
+        self.write_json(202, {"accepted": len(events), **shown})
+
+    def on_finish(self) -> None:
+        self._release()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._slot:
+            self._slot = False
+            self.runner.uploads -= 1
 
 
 class Runner:
@@ -116,7 +154,8 @@ class Runner:
         self.app = tornado.web.Application(
             routes, **{hookspecs.HOOK_RELAY_SETTING: self.pm.hook, "xheaders": False}
         )
-        self._http: HTTPServer | None = None
+        self.uploads = 0  # POST /ingest bodies being received
+        self._http: GuardedHTTPServer | None = None
         self._ingest: IngestServer | None = None
         self._demo_task: asyncio.Task[None] | None = None
         self.port: int | None = None
@@ -128,20 +167,33 @@ class Runner:
         if s["server.tls.cert"]:
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.load_cert_chain(s["server.tls.cert"], s["server.tls.key"])
-        sockets = bind_sockets(s["server.port"], s["server.bind"], backlog=s["server.backlog"])
+        raise_fd_limit()
+        sockets = guard_sockets(
+            bind_sockets(s["server.port"], s["server.bind"], backlog=s["server.backlog"])
+        )
         self.port = sockets[0].getsockname()[1]
         for coro in self.pm.hook.netsentinel_startup(app=self.app):
             await coro
         for processor in self.processors:
             await processor.start()
-        self._http = HTTPServer(self.app, ssl_options=ssl_ctx, xheaders=False)
+        self._http = GuardedHTTPServer(
+            self.app,
+            s,
+            body_limits={"/ingest": s["websocket.ingest.max_line_bytes"]},
+            ssl_options=ssl_ctx,
+        )
         self._http.add_sockets(sockets)
         if s["websocket.ingest.tcp"]:
             host, port = s["websocket.ingest.tcp"]
             self._ingest = IngestServer(
-                self.pipeline.feed, self.metrics, s["websocket.ingest.max_line_bytes"]
+                self.pipeline.feed,
+                self.metrics,
+                s["websocket.ingest.max_line_bytes"],
+                allow=s["websocket.ingest.tcp_allow"],
+                max_connections=s["websocket.ingest.max_connections"],
+                idle_timeout=s["websocket.ingest.idle_timeout"],
             )
-            ingest_sockets = bind_sockets(port, host, backlog=s["server.backlog"])
+            ingest_sockets = guard_sockets(bind_sockets(port, host, backlog=s["server.backlog"]))
             self.ingest_port = ingest_sockets[0].getsockname()[1]
             self._ingest.add_sockets(ingest_sockets)
         if self.demo:

@@ -229,11 +229,15 @@ class ServeProcess:
     into its config, so ``start()`` again brings the server back where clients expect it.
     """
 
-    def __init__(self, config: dict[str, Any], tmp: Path, *args: str) -> None:
+    def __init__(
+        self, config: dict[str, Any], tmp: Path, *args: str, prefix: tuple[str, ...] = ()
+    ) -> None:
+        """``prefix``: a command to run the server under (e.g. ``prlimit --nofile=128``)."""
         self.config = dict(config)
         self.config_path = tmp / f"config-{time.monotonic_ns()}.json"
         self.config_path.write_text(json.dumps(self.config))
         self.args = args
+        self.prefix = prefix
         self.log_path = tmp / f"serve-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
@@ -241,6 +245,7 @@ class ServeProcess:
 
     def start(self, timeout: float = 20) -> ServeProcess:
         cmd = [
+            *self.prefix,
             sys.executable,
             "-m",
             "netsentinel_websocket",
@@ -315,8 +320,8 @@ def serve_process(tmp_path) -> Iterator[Any]:
     """``serve_process(config, *args)`` starts ``serve``; all are stopped at teardown."""
     procs: list[ServeProcess] = []
 
-    def start(config: dict[str, Any], *args: str) -> ServeProcess:
-        proc = ServeProcess(config, tmp_path, *args).start()
+    def start(config: dict[str, Any], *args: str, prefix: tuple[str, ...] = ()) -> ServeProcess:
+        proc = ServeProcess(config, tmp_path, *args, prefix=prefix).start()
         procs.append(proc)
         return proc
 
