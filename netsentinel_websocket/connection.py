@@ -345,8 +345,9 @@ class _StreamTransport:
             return self._sock.send(data)
         except (BlockingIOError, InterruptedError):
             return 0
-        except OSError:
-            return 0  # the stream's own write meets the error and reports it
+        except OSError:  # a dead peer: drop the connection; nothing more goes out
+            self._handler._broken()
+            return len(data)
 
     def write(self, data: bytes | memoryview, done: Callable[[bool], None]) -> None:
         try:

@@ -26,13 +26,13 @@ async def test_write_error_is_counted_and_drops_only_that_connection(server_fact
     server = await server_factory()
     broken = await server.subscriber(["events"])
     healthy = await server.subscriber(["events"])
-    conn = next(c for c in server.node.connections if c.events_sent == 0 and c.principal)
+    conn = next(c for c in server.node.connections if c.events_sent == 0 and c.session.principal)
 
     class DeadSocket:
         def send(self, data):
             raise BrokenPipeError(32, "Broken pipe")
 
-    conn._sock = DeadSocket()
+    conn._outbox._transport._sock = DeadSocket()  # the socket the transport sends on
     await server.publish(make_event(1, severity="low"))
     await server.publish(make_event(2, severity="low"))
     assert [m["offset"] for m in await healthy.events(2)] == [1, 2]
