@@ -483,7 +483,8 @@ KEYS: tuple[Key, ...] = (
         "int (bytes)",
         MIB,
         _int(1024, 256 * MIB),
-        "Runner: longest accepted ingest line / HTTP body; longer ones are dropped and counted.",
+        "Runner: longest TCP ingest line (longer ones are dropped and counted) and largest "
+        "`POST /ingest` body once its token is accepted (larger: 413).",
     ),
     Key(
         "websocket.ingest.tcp_allow",
