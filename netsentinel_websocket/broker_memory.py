@@ -14,7 +14,7 @@ from .history import History
 from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
 
 
-class _Channel:
+class _Sequence:
     __slots__ = ("epoch", "offset", "history")
 
     def __init__(self, history_size: int, history_bytes: int) -> None:
@@ -29,7 +29,7 @@ class MemoryBroker:
     def __init__(self, history_size: int, history_bytes: int = 0) -> None:
         self._history_size = history_size
         self._history_bytes = history_bytes
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, _Sequence] = {}
         self._deliver: Deliver | None = None
 
     async def start(self, deliver: Deliver) -> None:
@@ -61,8 +61,8 @@ class MemoryBroker:
     def state(self) -> dict[str, Any]:
         return {"kind": "memory", "state": "ready", "ready": True}
 
-    def _channel(self, name: str) -> _Channel:
+    def _channel(self, name: str) -> _Sequence:
         ch = self._channels.get(name)
         if ch is None:
-            ch = self._channels[name] = _Channel(self._history_size, self._history_bytes)
+            ch = self._channels[name] = _Sequence(self._history_size, self._history_bytes)
         return ch

@@ -73,7 +73,7 @@ class _Recovering:
         self.buffer: list[Publication] = []
 
 
-class _Channel:
+class _Audience:
     __slots__ = ("name", "groups", "recovering", "delivered", "subscribed")
 
     def __init__(self, name: str, metrics: Metrics) -> None:
@@ -94,7 +94,7 @@ class Hub:
         self._broker = broker
         self._redactor = redactor
         self._metrics = metrics
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, _Audience] = {}
         self._memberships: dict[Subscriber, dict[str, _Group]] = {}
         self._pending: list[Publication] = []
         self._scheduled = False
@@ -127,7 +127,7 @@ class Hub:
             if channel is not None:
                 self._deliver(channel, pubs, now)
 
-    def _deliver(self, channel: _Channel, pubs: list[Publication], now: float) -> None:
+    def _deliver(self, channel: _Audience, pubs: list[Publication], now: float) -> None:
         for recovering in channel.recovering:
             recovering.buffer.extend(pubs)
         observe = self._metrics.delivery_latency.observe
@@ -302,8 +302,8 @@ class Hub:
             channel.groups.pop((group.filter.key, group.redactor is None), None)
         return True
 
-    def _channel(self, name: str) -> _Channel:
+    def _channel(self, name: str) -> _Audience:
         channel = self._channels.get(name)
         if channel is None:
-            channel = self._channels[name] = _Channel(name, self._metrics)
+            channel = self._channels[name] = _Audience(name, self._metrics)
         return channel

@@ -32,7 +32,7 @@ MASK = "[redacted]"
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def redact(text: str) -> str:
+def mask_tokens(text: str) -> str:
     """``text`` with anything token-like replaced by ``[redacted]``."""
     return _SECRETS.sub(MASK, text)
 
@@ -48,12 +48,12 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = _CONTROLS.sub(_escape, redact(message))
+        masked = _CONTROLS.sub(_escape, mask_tokens(message))
         if masked != message:
             record.msg, record.args = masked, None
         for key, value in vars(record).items():
             if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, redact(value))
+                setattr(record, key, mask_tokens(value))
         return True
 
 
@@ -72,7 +72,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
+            entry["exc"] = mask_tokens(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
 
 

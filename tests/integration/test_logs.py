@@ -10,7 +10,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from netsentinel_websocket.logs import JsonFormatter, RedactTokens, redact
+from netsentinel_websocket.logs import JsonFormatter, RedactTokens, mask_tokens
 from tests.conftest import base_config, make_token
 
 
@@ -53,14 +53,14 @@ async def test_json_logs_have_open_and_close_lines_and_no_token(serve_process):
 
 def test_redaction_covers_every_way_a_token_travels():
     token = make_token()
-    assert token not in redact(f"GET /ws?token={token}&x=1 (127.0.0.1)")
-    assert "&x=1" in redact(f"GET /ws?token={token}&x=1")
-    assert redact(f"Authorization: Bearer {token}") == "Authorization: Bearer [redacted]"
-    assert redact(f"protocols netsentinel.v1, bearer.{token}") == (
+    assert token not in mask_tokens(f"GET /ws?token={token}&x=1 (127.0.0.1)")
+    assert "&x=1" in mask_tokens(f"GET /ws?token={token}&x=1")
+    assert mask_tokens(f"Authorization: Bearer {token}") == "Authorization: Bearer [redacted]"
+    assert mask_tokens(f"protocols netsentinel.v1, bearer.{token}") == (
         "protocols netsentinel.v1, bearer.[redacted]"
     )
-    assert redact(f"claims from {token}") == "claims from [redacted]"
-    assert redact("open id=1 sub=alice addr=10.0.0.1") == "open id=1 sub=alice addr=10.0.0.1"
+    assert mask_tokens(f"claims from {token}") == "claims from [redacted]"
+    assert mask_tokens("open id=1 sub=alice addr=10.0.0.1") == "open id=1 sub=alice addr=10.0.0.1"
 
 
 def test_json_formatter_writes_extra_fields_and_masks_arguments():
