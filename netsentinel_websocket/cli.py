@@ -14,11 +14,14 @@ import secrets
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .auth import mint
 from .config import ConfigError, load_file, validate
+
+if TYPE_CHECKING:
+    from .runner import Runner
 
 EXIT_CONFIG = 2
 DEV_SCOPES = "channel:* alerts:ack events:sensitive admin ingest"
@@ -89,31 +92,22 @@ def _load(path: str | None) -> dict[str, Any]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .node import build_verifier
-
+    """The validation ``serve`` and the plugin run, so a file that passes here starts."""
     settings = validate(load_file(args.file))
-    build_verifier(settings)
-    state = "enabled" if settings["websocket.enabled"] else "disabled"
-    auth = "configured" if _has_key(settings) else "NOT configured: every connection is refused"
+    for warning in settings.warnings:
+        print(f"netsentinel-websocket: warning: {warning}", file=sys.stderr)
+    state = "enabled" if settings.websocket.enabled else "disabled"
+    jwt = settings.websocket.jwt
+    configured = any((jwt.secret, jwt.public_key, jwt.jwks_url))
+    auth = "configured" if configured else "NOT configured: every connection is refused"
     print(f"{args.file}: OK (websocket {state}; authentication {auth})")
     return 0
-
-
-def _has_key(settings: Any) -> bool:
-    return any(
-        settings[k]
-        for k in (
-            "websocket.auth.jwt.secret",
-            "websocket.auth.jwt.public_key",
-            "websocket.auth.jwt.jwks_url",
-        )
-    )
 
 
 def cmd_token(args: argparse.Namespace) -> int:
     secret = args.secret
     if secret is None:
-        secret = validate(_load(args.config))["websocket.auth.jwt.secret"]
+        secret = validate(_load(args.config)).websocket.jwt.secret
     if not secret:
         raise ConfigError(
             "websocket.auth.jwt.secret", "no HS secret configured (use --config or --secret)"
@@ -144,33 +138,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         dev_token = mint(secret, "dev", DEV_SCOPES, 12 * 3600)
         config["websocket.dashboard.token"] = dev_token
     settings = validate(config)
-    setup_logging(args.log_format or settings["server.log_format"])
-    if not settings["websocket.enabled"]:
+    setup_logging(args.log_format or settings.server.log_format)
+    if not settings.websocket.enabled:
         raise ConfigError("websocket.enabled", "is false: nothing to serve (or use --dev)")
-    runner = Runner(config, demo=args.demo)
+    runner = Runner(config, demo=args.demo)  # its plugin logs the configuration's warnings
     # The runner owns its process, so it may tune the collector (a host embedding the plugin
     # keeps its own settings): see docs/performance.md.
-    gc.set_threshold(settings["server.gc_threshold"], *gc.get_threshold()[1:])
+    gc.set_threshold(settings.server.gc_threshold, *gc.get_threshold()[1:])
     log.info("garbage collector thresholds %s", gc.get_threshold())
     return asyncio.run(_serve(runner, dev_token))
 
 
-async def _serve(runner: Any, dev_token: str | None) -> int:
+async def _serve(runner: Runner, dev_token: str | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await runner.start()
-    s = runner.settings
-    scheme = "https" if s["server.tls.cert"] else "http"
-    host = s["server.bind"] if s["server.bind"] not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    server, path = runner.settings.server, runner.settings.websocket.http.path
+    scheme = "https" if server.tls else "http"
+    host = server.bind if server.bind not in ("", "0.0.0.0", "::") else "127.0.0.1"
     base = f"{scheme}://{host}:{runner.port}"
-    ws = base.replace("http", "ws", 1) + s["websocket.path"]
+    ws = base.replace("http", "ws", 1) + path
     log.info("serving on %s (websocket %s)", base, ws)
-    if runner.ingest_port is not None:
-        log.info("TCP ingest on %s:%d", s["websocket.ingest.tcp"][0], runner.ingest_port)
+    if server.ingest_tcp is not None:
+        log.info("TCP ingest on %s:%d", server.ingest_tcp.host, runner.ingest_port)
     if dev_token is not None:
-        _print_dev_banner(base, ws, s["websocket.path"], dev_token)
+        _print_dev_banner(base, ws, path, dev_token)
     print(f"READY {runner.port} {runner.ingest_port or 0}", flush=True)
     await stop.wait()
     log.info("shutting down")

@@ -1,22 +1,33 @@
-"""Configuration: the key schema, ``${ENV}`` expansion and validation.
+"""Configuration: the key schema, ``${ENV}`` expansion, validation and typed settings.
 
 NetSentinel's configuration is one JSON object of flat dotted keys (the OpenCanary style). The
 plugin owns the ``websocket.*`` keys and the runner the ``server.*`` keys; every other key belongs
-to somebody else and is left alone. Everything here is pure: a bad value becomes a
-:class:`ConfigError` naming the key, never a traceback deep inside the server.
+to somebody else and is left alone. :func:`validate` is the one validation path of
+``check-config``, ``serve`` and the plugin: a value that would stop the server at start-up
+becomes a :class:`ConfigError` naming the key, never a traceback deep inside the server. It
+returns :class:`Settings`, whose typed, frozen sections are what the components take; the dotted
+names appear nowhere else.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import ssl
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from .auth import ALL_ALGORITHMS, JWTSettings, TokenVerifier
 from .events import SEVERITIES
+from .globs import GlobError, compile_globs
 from .redact import DEFAULT_REDACT
+from .session import SessionSettings
 
 OWN_PREFIXES = ("websocket.", "server.")
 
@@ -35,6 +46,8 @@ DEFAULT_ROUTES: tuple[dict[str, Any], ...] = (
 )
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``$NAME`` not followed by braces: OpenCanary and this plugin expand only ``${NAME}``.
+_BARE_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class ConfigError(ValueError):
@@ -43,6 +56,18 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigWarning:
+    """A value that works but is probably not what was meant (printed by ``check-config``,
+    logged by the plugin)."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -131,8 +156,6 @@ def _path(key: str, value: Any) -> str:
 
 
 def _algorithms(key: str, value: Any) -> tuple[str, ...]:
-    from .auth import ALL_ALGORITHMS
-
     algs = _str_list(key, value)
     if not algs:
         raise ConfigError(key, "must name at least one algorithm")
@@ -168,9 +191,29 @@ def _host_port(key: str, value: Any) -> tuple[str, int]:
 
 def _broker(key: str, value: Any) -> str:
     text = _string(key, value)
-    if text != "memory" and not text.startswith(("redis://", "rediss://", "unix://")):
+    if text == "memory":
+        return text
+    if not text.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(key, "must be 'memory' or a redis:// / rediss:// address")
+    try:
+        urlsplit(text).port  # noqa: B018  # raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(key, "the port of the address is not a number from 0 to 65535") from None
+    if not _redis_installed():
+        raise ConfigError(
+            key,
+            "a redis:// broker needs the redis package: pip install 'netsentinel-websocket[redis]'",
+        )
     return text
+
+
+def _redis_installed() -> bool:
+    """Whether the optional redis package imports (RedisBroker cannot run without it)."""
+    try:
+        import redis.asyncio  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _channels(key: str, value: Any) -> tuple[str, ...]:
@@ -197,7 +240,10 @@ def _routes(key: str, value: Any) -> tuple[dict[str, Any], ...]:
         if not isinstance(rule.get("channel"), str):
             raise ConfigError(key, f"rule {i}: 'channel' must be a string")
         if "event_types" in rule:
-            _str_list(where + ".event_types", rule["event_types"])
+            try:
+                compile_globs(_str_list(where + ".event_types", rule["event_types"]))
+            except GlobError as exc:
+                raise ConfigError(key, f"rule {i}: 'event_types': {exc}") from None
         if "min_severity" in rule and rule["min_severity"] not in SEVERITIES:
             raise ConfigError(key, f"rule {i}: 'min_severity' must be one of {_names(SEVERITIES)}")
         rules.append(dict(rule))
@@ -570,7 +616,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "server.max_pending",
         "int",
-        1024,
+        4096,
         _int(1, 1_000_000),
         "Runner: HTTP connections that are not (yet) WebSocket connections, in all; more are "
         "closed at accept.",
@@ -578,10 +624,11 @@ KEYS: tuple[Key, ...] = (
     Key(
         "server.max_pending_per_ip",
         "int",
-        32,
+        256,
         _int(1, 1_000_000),
         "Runner: HTTP connections from one address that are not (yet) WebSocket connections; "
-        "more are closed at accept.",
+        "more are closed at accept. Room for a NAT's or a proxy's clients reconnecting at once "
+        "after a restart; each pending connection holds at most a 16 KiB request head.",
     ),
     Key("server.log_format", "string", "text", _log_format, "Runner: `text` or `json` logs."),
     Key(
@@ -599,24 +646,161 @@ KEYS: tuple[Key, ...] = (
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 SECRET_KEYS = frozenset(k.name for k in KEYS if k.secret)
 
+# The bare names of the own prefixes: a nested object under one of them would be ignored.
+OWN_NAMES = tuple(prefix.rstrip(".") for prefix in OWN_PREFIXES)
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# --- the typed sections: exactly what each component reads, built only by validate() ---------
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The caps the node admits connections with (over one: close 4029)."""
+
+    max_connections: int
+    per_ip: int
+    per_subject: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """What :class:`~.node.Node` reads: channels, routes, redaction, history, broker, caps."""
+
+    node_id: str  # empty: hostname-pid
+    channels: tuple[str, ...]
+    routes: tuple[dict[str, Any], ...]
+    redact: tuple[str, ...]
+    history_size: int
+    history_max_bytes: int
+    broker: str = field(repr=False)  # a redis:// address may hold a password
+    broker_buffer: int
+    max_event_bytes: int
+    limits: Limits
+    shutdown_grace: float
+    allowed_origins: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSettings:
+    """The Tornado settings of the WebSocket handler (:mod:`.connection`)."""
+
+    ping_interval: float | None  # None: no heartbeats
+    ping_timeout: float
+    max_message_bytes: int
+    queue_max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageSettings:
+    """What the HTTP handlers (:mod:`.http`) read: where they are mounted, the dev token."""
+
+    path: str
+    dashboard_token: str | None = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketSettings:
+    """The plugin's ``websocket.*`` keys, one section per component the node serves with."""
+
+    enabled: bool
+    node: NodeSettings
+    jwt: JWTSettings  # auth's own settings, the PEM file already read
+    session: SessionSettings
+    endpoint: EndpointSettings
+    http: PageSettings
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPServerSettings:
+    """The runner's bounds on HTTP connections (:class:`~.httpserver.GuardedHTTPServer`)."""
+
+    idle_timeout: float
+    body_timeout: float
+    max_body_bytes: int
+    max_pending: int
+    max_pending_per_ip: int
+
+
+@dataclass(frozen=True, slots=True)
+class TCPIngestSettings:
+    """The runner's TCP JSON-lines listener (:class:`~.ingest.IngestServer`)."""
+
+    host: str
+    port: int
+    max_line_bytes: int
+    allow: tuple[IpNetwork, ...]
+    max_connections: int
+    idle_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFiles:
+    """``server.tls.cert`` and ``server.tls.key`` (set together or not at all)."""
+
+    cert: str
+    key: str
+
+    def context(self) -> ssl.SSLContext:
+        """The runner's server context; files that do not load are a ConfigError naming the one
+        at fault (validate() calls this too, so ``check-config`` finds what ``serve`` would)."""
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(self.cert)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                "server.tls.cert", f"holds no PEM certificate ({exc.reason})"
+            ) from None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.cert, self.key, password=_no_passphrase)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                "server.tls.key", f"is not the PEM private key of server.tls.cert ({exc.reason})"
+            ) from None
+        return context
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """What the standalone runner reads: ``server.*`` and the runner's ``websocket.ingest.*``."""
+
+    bind: str
+    port: int
+    backlog: int
+    tls: TLSFiles | None
+    log_format: str
+    gc_threshold: int
+    http: HTTPServerSettings
+    ingest_tcp: TCPIngestSettings | None  # None: no TCP listener
+    max_uploads: int  # POST /ingest bodies being received at once
+    max_upload_bytes: int  # of one POST /ingest body, once its token is accepted
+
 
 class Settings(Mapping[str, Any]):
-    """Validated values of every own key (defaults filled in), read like a dict."""
+    """The validated configuration: every own key's value (defaults filled in), read like a dict
+    by ``check-config`` and tests, and the typed sections the components are built from
+    (``settings.websocket.node.limits.per_ip``). Only :func:`validate` makes one."""
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
+    def __init__(
+        self, values: Mapping[str, Any], jwt: JWTSettings, warnings: Sequence[ConfigWarning]
+    ) -> None:
         self._values = dict(values)
+        self.warnings = tuple(warnings)
+        self.websocket = _websocket_settings(self._values, jwt)
+        self.server = _server_settings(self._values)
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 
     def __len__(self) -> int:
         return len(self._values)
 
     def __repr__(self) -> str:
-        shown = {k: ("***" if k in SECRET_KEYS and v else v) for k, v in self._values.items()}
+        shown = {k: _masked(k, v) for k, v in self._values.items()}
         return f"Settings({shown!r})"
 
 
@@ -641,21 +825,139 @@ def expand_env(key: str, value: Any, environ: Mapping[str, str]) -> Any:
 
 
 def validate(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
-    """Check every own key of a whole NetSentinel configuration and fill in defaults."""
+    """The one validation path of ``check-config``, ``serve`` and the plugin: check every own
+    key, fill in defaults, and try now what start-up would trip over (route globs, key material,
+    the TLS pair, the redis package), so a configuration that passes here starts."""
     if not isinstance(config, Mapping):
         raise ConfigError("(config)", "must be a JSON object of dotted keys")
     env = os.environ if environ is None else environ
     values = {k.name: k.check(k.name, _copy(k.default)) for k in KEYS}
+    warnings: list[ConfigWarning] = []
     for key, raw in config.items():
+        if key in OWN_NAMES:
+            raise ConfigError(key, _flat_keys_hint(key, raw))
         if not isinstance(key, str) or not key.startswith(OWN_PREFIXES):
             continue
         spec = KEYS_BY_NAME.get(key)
         if spec is None:
-            hint = _close_match(key)
-            raise ConfigError(key, "unknown key" + (f" (did you mean {hint}?)" if hint else ""))
+            raise ConfigError(key, _unknown_key_hint(key, raw))
+        warnings.extend(_bare_references(spec, raw))
         values[key] = spec.check(key, expand_env(key, raw, env))
     _cross_checks(values)
-    return Settings(values)
+    if not values["websocket.enabled"]:
+        warnings.append(
+            ConfigWarning("websocket.enabled", "is false: the plugin does nothing (no endpoint)")
+        )
+    return Settings(values, _jwt_settings(values), warnings)
+
+
+# TokenVerifier is given each key's material alone (the allowlist was checked already), so what
+# it refuses is about that key.
+_JWT_MATERIAL = (
+    ("secret", "websocket.auth.jwt.secret"),
+    ("public_key", "websocket.auth.jwt.public_key"),
+    ("jwks_url", "websocket.auth.jwt.jwks_url"),
+)
+
+
+def _jwt_settings(v: Mapping[str, Any]) -> JWTSettings:
+    """auth's settings with the PEM file read; key material the verifier would refuse at
+    start-up (a PEM as the secret, a key that fits no allowed algorithm) names its key."""
+    path = v["websocket.auth.jwt.public_key"]
+    try:
+        public_key = None if path is None else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("websocket.auth.jwt.public_key", f"cannot read: {exc}") from None
+    settings = JWTSettings(
+        algorithms=v["websocket.auth.jwt.algorithms"],
+        secret=v["websocket.auth.jwt.secret"],
+        public_key=public_key,
+        jwks_url=v["websocket.auth.jwt.jwks_url"],
+        audience=v["websocket.auth.jwt.audience"],
+        issuer=v["websocket.auth.jwt.issuer"],
+        leeway=v["websocket.auth.jwt.leeway"],
+        jwks_min_refresh=v["websocket.auth.jwt.jwks_min_refresh"],
+        jwks_max_age=v["websocket.auth.jwt.jwks_max_age"],
+    )
+    allowlist_only = JWTSettings(algorithms=settings.algorithms)
+    for name, key in _JWT_MATERIAL:
+        material = getattr(settings, name)
+        if material is not None:
+            try:
+                TokenVerifier(dataclasses.replace(allowlist_only, **{name: material}))
+            except ValueError as exc:
+                raise ConfigError(key, str(exc)) from None
+    return settings
+
+
+def _websocket_settings(v: Mapping[str, Any], jwt: JWTSettings) -> WebSocketSettings:
+    return WebSocketSettings(
+        enabled=v["websocket.enabled"],
+        node=NodeSettings(
+            node_id=v["websocket.node_id"],
+            channels=v["websocket.channels"],
+            routes=v["websocket.routes"],
+            redact=v["websocket.redact"],
+            history_size=v["websocket.history.size"],
+            history_max_bytes=v["websocket.history.max_bytes"],
+            broker=v["websocket.broker"],
+            broker_buffer=v["websocket.broker.buffer"],
+            max_event_bytes=v["websocket.limits.max_event_bytes"],
+            limits=Limits(
+                max_connections=v["websocket.limits.max_connections"],
+                per_ip=v["websocket.limits.per_ip"],
+                per_subject=v["websocket.limits.per_subject"],
+            ),
+            shutdown_grace=v["websocket.shutdown.grace"],
+            allowed_origins=v["websocket.allowed_origins"],
+        ),
+        jwt=jwt,
+        session=SessionSettings(
+            auth_timeout=v["websocket.auth.timeout"],
+            allow_query_token=v["websocket.auth.allow_query_token"],
+            leeway=v["websocket.auth.jwt.leeway"],
+            messages_per_second=v["websocket.limits.messages_per_second"],
+            max_subscriptions=v["websocket.limits.max_subscriptions"],
+        ),
+        endpoint=EndpointSettings(
+            ping_interval=v["websocket.heartbeat.interval"] or None,
+            ping_timeout=v["websocket.heartbeat.timeout"],
+            max_message_bytes=v["websocket.limits.max_message_bytes"],
+            queue_max_bytes=v["websocket.queue.max_bytes"],
+        ),
+        http=PageSettings(path=v["websocket.path"], dashboard_token=v["websocket.dashboard.token"]),
+    )
+
+
+def _server_settings(v: Mapping[str, Any]) -> ServerSettings:
+    cert, key, tcp = v["server.tls.cert"], v["server.tls.key"], v["websocket.ingest.tcp"]
+    return ServerSettings(
+        bind=v["server.bind"],
+        port=v["server.port"],
+        backlog=v["server.backlog"],
+        tls=TLSFiles(cert, key) if cert else None,
+        log_format=v["server.log_format"],
+        gc_threshold=v["server.gc_threshold"],
+        http=HTTPServerSettings(
+            idle_timeout=v["server.idle_timeout"],
+            body_timeout=v["server.body_timeout"],
+            max_body_bytes=v["server.max_body_bytes"],
+            max_pending=v["server.max_pending"],
+            max_pending_per_ip=v["server.max_pending_per_ip"],
+        ),
+        ingest_tcp=None
+        if tcp is None
+        else TCPIngestSettings(
+            host=tcp[0],
+            port=tcp[1],
+            max_line_bytes=v["websocket.ingest.max_line_bytes"],
+            allow=tuple(ipaddress.ip_network(c) for c in v["websocket.ingest.tcp_allow"]),
+            max_connections=v["websocket.ingest.max_connections"],
+            idle_timeout=v["websocket.ingest.idle_timeout"],
+        ),
+        max_uploads=v["websocket.ingest.max_uploads"],
+        max_upload_bytes=v["websocket.ingest.max_line_bytes"],
+    )
 
 
 def keys_markdown() -> str:
@@ -707,6 +1009,8 @@ def _cross_checks(values: dict[str, Any]) -> None:
     if bool(values["server.tls.cert"]) != bool(values["server.tls.key"]):
         key = "server.tls.key" if values["server.tls.cert"] else "server.tls.cert"
         raise ConfigError(key, "server.tls.cert and server.tls.key go together")
+    if values["server.tls.cert"]:
+        TLSFiles(values["server.tls.cert"], values["server.tls.key"]).context()
     algs = values["websocket.auth.jwt.algorithms"]
     if (
         values["websocket.auth.jwt.secret"] is not None
@@ -723,6 +1027,65 @@ def _cross_checks(values: dict[str, Any]) -> None:
             "websocket.auth.jwt.algorithms",
             f"{asym[0]} needs websocket.auth.jwt.public_key or websocket.auth.jwt.jwks_url",
         )
+
+
+def _no_passphrase() -> str:
+    """OpenSSL would prompt on the terminal for an encrypted key's passphrase: refuse instead."""
+    raise ConfigError("server.tls.key", "is encrypted: start-up cannot ask for its passphrase")
+
+
+def _flat_keys_hint(name: str, value: Any) -> str:
+    """Why a bare ``websocket``/``server`` entry is refused: the plugin would never read it."""
+    if isinstance(value, dict):
+        return _nested_hint(name, value)
+    return f'is not a key: the plugin reads flat dotted keys such as "{name}.enabled"'
+
+
+def _unknown_key_hint(key: str, value: Any) -> str:
+    if isinstance(value, dict):
+        return _nested_hint(key, value)
+    hint = _close_match(key)
+    return "unknown key" + (f" (did you mean {hint}?)" if hint else "")
+
+
+def _nested_hint(name: str, value: dict[Any, Any]) -> str:
+    """The flat keys a nested object meant (names only: values may be secrets)."""
+    meant = [f'"{key}"' for key in _flattened(name, value)][:3]
+    example = ", ".join(meant) or f'"{name}.enabled"'
+    return f"nested objects are not read: write flat dotted keys ({example})"
+
+
+def _flattened(prefix: str, value: dict[Any, Any]) -> Iterator[str]:
+    for name, inner in value.items():
+        dotted = f"{prefix}.{name}"
+        if isinstance(inner, dict) and inner:
+            yield from _flattened(dotted, inner)
+        else:
+            yield dotted
+
+
+def _bare_references(spec: Key, raw: Any) -> list[ConfigWarning]:
+    """``$NAME`` stays literal text; ``${NAME}`` was probably meant."""
+    texts = raw if isinstance(raw, list) else [raw]
+    names = [m.group(1) for t in texts if isinstance(t, str) for m in _BARE_REF.finditer(t)]
+    if not names:
+        return []
+    if spec.secret:  # the name may be part of the secret itself
+        message = "holds '$' before a name, taken literally (${NAME} expands; value not shown)"
+    else:
+        message = f"${names[0]} is taken literally: did you mean ${{{names[0]}}}?"
+    return [ConfigWarning(spec.name, message)]
+
+
+def _masked(key: str, value: Any) -> Any:
+    """A value as a repr may show it: secrets hidden, a broker address without its password."""
+    if key in SECRET_KEYS:
+        return "***" if value else value
+    if key == "websocket.broker" and value != "memory":
+        from .broker_redis import redact_url
+
+        return redact_url(value)
+    return value
 
 
 def _close_match(key: str) -> str | None:

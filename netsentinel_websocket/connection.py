@@ -35,7 +35,6 @@ from .session import (
     Regroup,
     Send,
     Session,
-    SessionSettings,
     Verify,
 )
 from .wsprotocol import StrictProtocol
@@ -50,7 +49,7 @@ class WebSocketEndpoint(WebSocketHandler):
         self.node = node
         self.connection_id = secrets.token_hex(8)
         self.session = Session(
-            SessionSettings.from_settings(node.settings),
+            node.settings.session,
             node.channels,
             self.connection_id,
             node.node_id,
@@ -70,15 +69,15 @@ class WebSocketEndpoint(WebSocketHandler):
 
     @property
     def ping_interval(self) -> float | None:
-        return self.node.settings["websocket.heartbeat.interval"] or None
+        return self.node.settings.endpoint.ping_interval
 
     @property
     def ping_timeout(self) -> float | None:
-        return self.node.settings["websocket.heartbeat.timeout"]
+        return self.node.settings.endpoint.ping_timeout
 
     @property
     def max_message_size(self) -> int:
-        return self.node.settings["websocket.limits.max_message_bytes"]
+        return self.node.settings.endpoint.max_message_bytes
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         protocol = super().get_websocket_protocol()
@@ -140,9 +139,7 @@ class WebSocketEndpoint(WebSocketHandler):
 
     async def open(self) -> None:
         self.set_nodelay(True)
-        self._outbox = Outbox(
-            _StreamTransport(self), self.node.settings["websocket.queue.max_bytes"]
-        )
+        self._outbox = Outbox(_StreamTransport(self), self.node.settings.endpoint.queue_max_bytes)
         refusal = self.node.admit(self, self._ip)
         if refusal is not None:
             self.close_with(refusal)

@@ -105,12 +105,13 @@ class DashboardHandler(NodeHandler):
 
     def get(self) -> None:
         page = (STATIC_DIR / "dashboard.html").read_text(encoding="utf-8")
-        token = self.node.settings["websocket.dashboard.token"]
+        pages = self.node.settings.http
+        token = pages.dashboard_token
         meta = (
             f'<meta name="netsentinel-dev-token" content="{html.escape(token)}">' if token else ""
         )
         page = page.replace("<!--DEV-TOKEN-->", meta).replace(
-            "<!--WS-PATH-->", html.escape(self.node.settings["websocket.path"])
+            "<!--WS-PATH-->", html.escape(pages.path)
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
@@ -145,7 +146,7 @@ def routes(node: Node) -> list[tuple[str, type[tornado.web.RequestHandler], dict
     """The URL rules the plugin contributes to the host's Application."""
     from .connection import WebSocketEndpoint
 
-    base = node.settings["websocket.path"]
+    base = node.settings.http.path
     prefix = "" if base == "/" else base
     args = {"node": node}
     return [

@@ -26,7 +26,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream, StreamClosedError
 
-from .config import Settings
+from .config import HTTPServerSettings
 
 log = logging.getLogger("netsentinel_websocket.httpserver")
 
@@ -209,7 +209,7 @@ class _BodyGate(httputil.HTTPMessageDelegate):
 
 
 class GuardedHTTPServer(HTTPServer):
-    """Tornado's HTTPServer with the ``server.*`` limits of the runner.
+    """Tornado's HTTPServer with the ``server.*`` bounds of the runner.
 
     ``body_limits`` maps request paths to the largest body their handler may accept once it has
     authenticated the request (it raises the connection's limit with ``set_max_body_size``);
@@ -219,7 +219,7 @@ class GuardedHTTPServer(HTTPServer):
     def initialize(  # type: ignore[override]
         self,
         request_callback: httputil.HTTPServerConnectionDelegate,
-        settings: Settings,
+        settings: HTTPServerSettings,
         *,
         body_limits: Mapping[str, int] | None = None,
         ssl_options: Any = None,
@@ -229,14 +229,14 @@ class GuardedHTTPServer(HTTPServer):
             ssl_options=ssl_options,
             xheaders=False,
             max_header_size=MAX_HEADER_BYTES,
-            idle_connection_timeout=settings["server.idle_timeout"],
-            body_timeout=settings["server.body_timeout"],
-            max_body_size=settings["server.max_body_bytes"],
+            idle_connection_timeout=settings.idle_timeout,
+            body_timeout=settings.body_timeout,
+            max_body_size=settings.max_body_bytes,
         )
-        self._default_limit: int = settings["server.max_body_bytes"]
+        self._default_limit = settings.max_body_bytes
         self._body_limits = dict(body_limits or {})
-        self._max_pending: int = settings["server.max_pending"]
-        self._max_per_ip: int = settings["server.max_pending_per_ip"]
+        self._max_pending = settings.max_pending
+        self._max_per_ip = settings.max_pending_per_ip
         self._pending: dict[IOStream, str] = {}
         self._per_ip: dict[str, int] = {}
         self._warn_total = Throttled(

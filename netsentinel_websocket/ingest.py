@@ -23,6 +23,7 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpserver import TCPServer
 
+from .config import IpNetwork, TCPIngestSettings
 from .events import EventError, normalize_event
 from .metrics import INGEST_REFUSALS, Metrics
 from .opencanary import RecordError, is_opencanary_record, normalize
@@ -40,7 +41,6 @@ STREAM_BUFFER = 4 * READ_CHUNK
 LOGGED_FIRST = 10
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class IngestError(ValueError):
@@ -206,19 +206,15 @@ class IngestServer(TCPServer):
         self,
         publish: Callable[[dict[str, Any]], Any],
         metrics: Metrics,
-        max_line_bytes: int,
-        *,
-        allow: Iterable[str] = ("127.0.0.0/8", "::1/128"),
-        max_connections: int = 64,
-        idle_timeout: float = 300,
+        settings: TCPIngestSettings,
     ) -> None:
         super().__init__(max_buffer_size=STREAM_BUFFER, read_chunk_size=READ_CHUNK)
         self._publish = publish
         self._metrics = metrics
-        self._max_line = max_line_bytes
-        self._allow = [ipaddress.ip_network(cidr) for cidr in allow]
-        self._max_connections = max_connections
-        self._idle = idle_timeout
+        self._max_line = settings.max_line_bytes
+        self._allow = settings.allow
+        self._max_connections = settings.max_connections
+        self._idle = settings.idle_timeout
         self._open: set[_Connection] = set()
         self._refused = dict.fromkeys(INGEST_REFUSALS, 0)
 

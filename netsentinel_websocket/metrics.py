@@ -15,6 +15,7 @@ INGEST_REASONS = ("malformed", "too_long", "not_object", "invalid")
 INGEST_REFUSALS = ("not_allowed", "too_many")
 INGEST_CLOSES = ("idle", "line_timeout")
 
+
 def close_label(code: int | None) -> str:
     """The ``code`` label of a close: one of :data:`disconnect.COUNTED_CODES`, or ``other``."""
     return str(code) if code in COUNTED_CODES else "other"

@@ -13,17 +13,16 @@ import os
 import socket
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from pluggy import HookCaller
 
 from . import disconnect
-from .auth import JWTSettings, TokenVerifier
+from .auth import TokenVerifier
 from .broker import Broker
 from .broker_memory import MemoryBroker
-from .config import ConfigError, Settings
+from .config import WebSocketSettings
 from .disconnect import Disconnect
 from .events import EventError, normalize_event, serialize_event
 from .hub import Hub
@@ -35,44 +34,21 @@ from .routing import Router
 log = logging.getLogger("netsentinel_websocket")
 
 
-def build_verifier(settings: Settings) -> TokenVerifier:
-    """The token verifier for these settings; a key that cannot work is a ConfigError."""
-    key_path = settings["websocket.auth.jwt.public_key"]
-    try:
-        public_key = Path(key_path).read_text() if key_path else None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("websocket.auth.jwt.public_key", f"cannot read: {exc}") from None
-    jwt_settings = JWTSettings(
-        algorithms=settings["websocket.auth.jwt.algorithms"],
-        secret=settings["websocket.auth.jwt.secret"],
-        public_key=public_key,
-        jwks_url=settings["websocket.auth.jwt.jwks_url"],
-        audience=settings["websocket.auth.jwt.audience"],
-        issuer=settings["websocket.auth.jwt.issuer"],
-        leeway=settings["websocket.auth.jwt.leeway"],
-        jwks_min_refresh=settings["websocket.auth.jwt.jwks_min_refresh"],
-        jwks_max_age=settings["websocket.auth.jwt.jwks_max_age"],
-    )
-    try:
-        return TokenVerifier(jwt_settings)
-    except ValueError as exc:
-        key = "websocket.auth.jwt.public_key" if public_key else "websocket.auth.jwt.algorithms"
-        if "secret" in str(exc):
-            key = "websocket.auth.jwt.secret"
-        raise ConfigError(key, str(exc)) from None
-
-
 class Node:
-    """Everything one plugin instance runs with."""
+    """Everything one plugin instance runs with.
 
-    def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
+    ``settings`` holds the sections of the handlers it serves (``endpoint``, ``session``,
+    ``http``) as well as its own (``node``) and the verifier's (``jwt``)."""
+
+    def __init__(self, settings: WebSocketSettings, broker: Broker | None = None) -> None:
         self.settings = settings
-        self.node_id = settings["websocket.node_id"] or f"{socket.gethostname()}-{os.getpid()}"
+        own = settings.node
+        self.node_id = own.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.metrics = Metrics()
-        self.verifier = build_verifier(settings)
-        self.channels = tuple(settings["websocket.channels"])
-        self.router = Router(settings["websocket.routes"])
-        self.redactor = Redactor(settings["websocket.redact"])
+        self.verifier = TokenVerifier(settings.jwt)
+        self.channels = own.channels
+        self.router = Router(own.routes)
+        self.redactor = Redactor(own.redact)
         self.broker = broker or self._engine()
         self.hub = Hub(self.broker, self.redactor, self.metrics)
         self.ack_hook: HookCaller | None = None  # the host's netsentinel_alert_acknowledged
@@ -80,7 +56,6 @@ class Node:
         self._per_ip: Counter[str] = Counter()
         self._per_subject: Counter[str] = Counter()
         self._published = {c: self.metrics.events_published.labels(c) for c in self.channels}
-        self._max_event_bytes: int = settings["websocket.limits.max_event_bytes"]
         self._started = False
         self._stopping = False
         self._drained = asyncio.Event()  # set whenever no connection is open
@@ -90,17 +65,17 @@ class Node:
     def _engine(self) -> Broker:
         """The broker ``websocket.broker`` names: the node is where the engine is chosen, so
         the broker interface knows none of its implementations."""
-        s = self.settings
-        if s["websocket.broker"] == "memory":
-            return MemoryBroker(s["websocket.history.size"], s["websocket.history.max_bytes"])
+        own = self.settings.node
+        if own.broker == "memory":
+            return MemoryBroker(own.history_size, own.history_max_bytes)
         from .broker_redis import RedisBroker  # needs the optional redis package
 
         return RedisBroker(
-            s["websocket.broker"],
-            s["websocket.history.size"],
-            history_bytes=s["websocket.history.max_bytes"],
+            own.broker,
+            own.history_size,
+            history_bytes=own.history_max_bytes,
             metrics=self.metrics,
-            buffer_size=s["websocket.broker.buffer"],
+            buffer_size=own.broker_buffer,
             channels=self.channels,
         )
 
@@ -120,8 +95,7 @@ class Node:
             return
         self._stopping = True
         self.hub.flush()
-        grace = self.settings["websocket.shutdown.grace"]
-        deadline = time.monotonic() + grace
+        deadline = time.monotonic() + self.settings.node.shutdown_grace
         for conn in list(self.connections):
             conn.close_when_drained(disconnect.SHUTDOWN)
         if self.connections:
@@ -145,7 +119,7 @@ class Node:
         """Normalize, route and hand an event to the broker; O(1) in subscribers, never awaits."""
         try:
             normalized = normalize_event(event)
-            full = serialize_event(normalized, self._max_event_bytes)
+            full = serialize_event(normalized, self.settings.node.max_event_bytes)
         except EventError as exc:
             self.metrics.pipeline_rejected.labels(exc.reason).inc()
             log.warning("pipeline event dropped: %s", exc)
@@ -166,9 +140,10 @@ class Node:
         reached or the node is stopping."""
         if self._stopping:
             return disconnect.SHUTDOWN
-        if len(self.connections) >= self.settings["websocket.limits.max_connections"]:
+        limits = self.settings.node.limits
+        if len(self.connections) >= limits.max_connections:
             return disconnect.TOO_MANY
-        if self._per_ip[ip] >= self.settings["websocket.limits.per_ip"]:
+        if self._per_ip[ip] >= limits.per_ip:
             return disconnect.TOO_MANY.because("too many connections from this address")
         self.connections[conn] = None
         self._drained.clear()
@@ -179,7 +154,7 @@ class Node:
     def admit_subject(self, subject: str) -> Disconnect | None:
         """Count an authenticated subject; how to close the connection when its cap is
         reached."""
-        if self._per_subject[subject] >= self.settings["websocket.limits.per_subject"]:
+        if self._per_subject[subject] >= self.settings.node.limits.per_subject:
             return disconnect.TOO_MANY.because("too many connections for this subject")
         self._per_subject[subject] += 1
         return None
@@ -201,7 +176,7 @@ class Node:
         Same-origin is always allowed, as Tornado 6.6+ does before asking us; comparing the
         parsed host:port keeps older Tornado versions in step."""
         origin = origin.lower()  # browsers send scheme and host in lower case; configs may not
-        if any(o == "*" or o.lower() == origin for o in self.settings["websocket.allowed_origins"]):
+        if any(o == "*" or o.lower() == origin for o in self.settings.node.allowed_origins):
             return True
         return urlsplit(origin).netloc == host.lower()
 

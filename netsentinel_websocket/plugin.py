@@ -3,6 +3,7 @@ point group (name ``websocket``)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .config import validate
@@ -10,6 +11,8 @@ from .hookspecs import HOOK_RELAY_SETTING, hookimpl
 from .http import routes
 from .node import Node
 from .processor import WebSocketProcessor
+
+log = logging.getLogger("netsentinel_websocket")
 
 
 class WebSocketPlugin:
@@ -21,7 +24,9 @@ class WebSocketPlugin:
     @hookimpl
     def netsentinel_configure(self, config: dict[str, Any]) -> None:
         settings = validate(config)
-        self.node = Node(settings) if settings["websocket.enabled"] else None
+        for warning in settings.warnings:
+            log.warning("configuration: %s", warning)
+        self.node = Node(settings.websocket) if settings.websocket.enabled else None
 
     @hookimpl
     def netsentinel_web_routes(self, config: dict[str, Any]) -> list[Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,13 +18,13 @@ import tornado.web
 from tornado.netutil import bind_sockets
 
 from . import hookspecs
+from .auth import TokenVerifier
 from .config import Settings, validate
 from .demo import run_demo
 from .http import BearerHandler
 from .httpserver import GuardedHTTPServer, guard_sockets, raise_fd_limit
 from .ingest import IngestServer, parse_body, parse_item
 from .metrics import Metrics
-from .node import build_verifier
 
 log = logging.getLogger("netsentinel_websocket.runner")
 
@@ -83,14 +82,12 @@ class IngestHandler(BearerHandler):
     async def prepare(self) -> None:
         if self.request.method != "POST" or await self.bearer("ingest") is None:
             return
-        if self.runner.uploads >= self.runner.settings["websocket.ingest.max_uploads"]:
+        if self.runner.uploads >= self.runner.settings.server.max_uploads:
             self.set_header("Retry-After", "1")
             return self.write_json(503, {"error": "too many uploads in progress"})
         self.runner.uploads += 1
         self._slot = True
-        self.request.connection.set_max_body_size(
-            self.runner.settings["websocket.ingest.max_line_bytes"]
-        )
+        self.request.connection.set_max_body_size(self.runner.settings.server.max_upload_bytes)
 
     def data_received(self, chunk: bytes) -> None:
         self._body += chunk  # bounded by the connection's body limit, raised in prepare
@@ -144,7 +141,7 @@ class Runner:
         self.pm.register(AckLog(), name="runner-acks")
         self.pm.hook.netsentinel_configure(config=config)
         own = getattr(self.pm.get_plugin("websocket"), "node", None)
-        self.verifier = own.verifier if own else build_verifier(self.settings)
+        self.verifier = own.verifier if own else TokenVerifier(self.settings.websocket.jwt)
         self.metrics = own.metrics if own else Metrics()
         hook = self.pm.hook
         self.processors = [p for ps in hook.netsentinel_processors(config=config) for p in ps]
@@ -162,15 +159,10 @@ class Runner:
         self.ingest_port: int | None = None
 
     async def start(self) -> None:
-        s = self.settings
-        ssl_ctx = None
-        if s["server.tls.cert"]:
-            ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_ctx.load_cert_chain(s["server.tls.cert"], s["server.tls.key"])
+        s = self.settings.server
+        ssl_ctx = s.tls.context() if s.tls else None
         raise_fd_limit()
-        sockets = guard_sockets(
-            bind_sockets(s["server.port"], s["server.bind"], backlog=s["server.backlog"])
-        )
+        sockets = guard_sockets(bind_sockets(s.port, s.bind, backlog=s.backlog))
         self.port = sockets[0].getsockname()[1]
         for coro in self.pm.hook.netsentinel_startup(app=self.app):
             await coro
@@ -178,22 +170,16 @@ class Runner:
             await processor.start()
         self._http = GuardedHTTPServer(
             self.app,
-            s,
-            body_limits={"/ingest": s["websocket.ingest.max_line_bytes"]},
+            s.http,
+            body_limits={"/ingest": s.max_upload_bytes},
             ssl_options=ssl_ctx,
         )
         self._http.add_sockets(sockets)
-        if s["websocket.ingest.tcp"]:
-            host, port = s["websocket.ingest.tcp"]
-            self._ingest = IngestServer(
-                self.pipeline.feed,
-                self.metrics,
-                s["websocket.ingest.max_line_bytes"],
-                allow=s["websocket.ingest.tcp_allow"],
-                max_connections=s["websocket.ingest.max_connections"],
-                idle_timeout=s["websocket.ingest.idle_timeout"],
+        if s.ingest_tcp:
+            self._ingest = IngestServer(self.pipeline.feed, self.metrics, s.ingest_tcp)
+            ingest_sockets = guard_sockets(
+                bind_sockets(s.ingest_tcp.port, s.ingest_tcp.host, backlog=s.backlog)
             )
-            ingest_sockets = guard_sockets(bind_sockets(port, host, backlog=s["server.backlog"]))
             self.ingest_port = ingest_sockets[0].getsockname()[1]
             self._ingest.add_sockets(ingest_sockets)
         if self.demo:

@@ -23,9 +23,7 @@ the channels a refresh takes away) need no look into the hub.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from . import disconnect, protocol
 from .auth import Principal, bearer_token
@@ -36,23 +34,13 @@ from .ratelimit import TokenBucket, Verdict
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
-    """What a session needs of the configuration."""
+    """What a session needs of the configuration (built by ``config.validate``)."""
 
     auth_timeout: float
     allow_query_token: bool
     leeway: float
     messages_per_second: float
     max_subscriptions: int
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> SessionSettings:
-        return cls(
-            auth_timeout=settings["websocket.auth.timeout"],
-            allow_query_token=settings["websocket.auth.allow_query_token"],
-            leeway=settings["websocket.auth.jwt.leeway"],
-            messages_per_second=settings["websocket.limits.messages_per_second"],
-            max_subscriptions=settings["websocket.limits.max_subscriptions"],
-        )
 
 
 @dataclass(frozen=True, slots=True)
