@@ -40,7 +40,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 except ImportError:  # the optional extra is missing: RedisBroker() says how to install it
-    aioredis = None
+    aioredis = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 

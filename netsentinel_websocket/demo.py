@@ -39,7 +39,10 @@ def _record(
 
 def demo_items(rng: random.Random) -> Iterator[dict[str, Any]]:
     """An endless, varied sequence of OpenCanary records and NetSentinel events."""
-    creds = lambda: {"USERNAME": rng.choice(USERS), "PASSWORD": rng.choice(PASSWORDS)}  # noqa: E731
+
+    def creds() -> dict[str, str]:
+        return {"USERNAME": rng.choice(USERS), "PASSWORD": rng.choice(PASSWORDS)}
+
     kinds: list[tuple[int, Callable[[], dict[str, Any]]]] = [
         (30, lambda: _record(rng, 4002, 22, {"SESSION": str(rng.randint(1, 999)), **creds()})),
         (

@@ -33,12 +33,12 @@ def netsentinel_configure(config: dict[str, Any]) -> None:
 
 
 @hookspec
-def netsentinel_web_routes(config: dict[str, Any]) -> list[Any]:
+def netsentinel_web_routes(config: dict[str, Any]) -> list[Any]:  # type: ignore[empty-body]
     """Return Tornado URL rules to add to the host's ``tornado.web.Application``."""
 
 
 @hookspec
-def netsentinel_processors(config: dict[str, Any]) -> list[Any]:
+def netsentinel_processors(config: dict[str, Any]) -> list[Any]:  # type: ignore[empty-body]
     """Return pipeline processors: objects with ``name``, ``async start()``, ``async stop()`` and
     ``async process(event)`` returning the event unchanged."""
 

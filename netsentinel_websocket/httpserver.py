@@ -132,7 +132,7 @@ def guard_sockets(sockets: Sequence[socket.socket]) -> list[socket.socket]:
     """The same listening sockets (from ``tornado.netutil.bind_sockets``), made to survive the
     descriptor limit; give the result to ``add_sockets``. The originals must not be used."""
     shedder = _Shedder(len(sockets))
-    guarded = []
+    guarded: list[socket.socket] = []
     for sock in sockets:
         new = _GuardedSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
         new.setblocking(False)

@@ -283,7 +283,8 @@ def _logdata(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, Mapping):
-        return _copy(value)
+        copied: dict[str, Any] = _copy(value)
+        return copied
     return {"raw": _copy(value)}
 
 

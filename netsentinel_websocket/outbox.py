@@ -121,11 +121,12 @@ class Outbox:
         while self._queue and not self._busy:
             head = self._queue[0]
             if isinstance(head, tuple):
-                parts, count = [], 0
-                while self._queue and isinstance(self._queue[0], tuple):
-                    frame, n = self._queue.popleft()  # type: ignore[misc]
-                    parts.append(frame)
-                    count += n
+                parts: list[bytes] = []
+                count = 0
+                while self._queue and isinstance(waiting := self._queue[0], tuple):
+                    self._queue.popleft()
+                    parts.append(waiting[0])
+                    count += waiting[1]
                 self._queued -= sum(map(len, parts))
                 self._send(parts[0] if len(parts) == 1 else b"".join(parts), count)
                 continue

@@ -15,6 +15,7 @@ from typing import Any
 
 import pluggy
 import tornado.web
+from tornado.http1connection import HTTP1Connection
 from tornado.netutil import bind_sockets
 
 from . import hookspecs
@@ -87,7 +88,9 @@ class IngestHandler(BearerHandler):
             return self.write_json(503, {"error": "too many uploads in progress"})
         self.runner.uploads += 1
         self._slot = True
-        self.request.connection.set_max_body_size(self.runner.settings.server.max_upload_bytes)
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):  # the only kind the runner serves
+            connection.set_max_body_size(self.runner.settings.server.max_upload_bytes)
 
     def data_received(self, chunk: bytes) -> None:
         self._body += chunk  # bounded by the connection's body limit, raised in prepare
@@ -148,9 +151,8 @@ class Runner:
         self.pipeline = Pipeline(self.processors, self.metrics)
         routes = [r for rs in self.pm.hook.netsentinel_web_routes(config=config) for r in rs]
         routes.append(("/ingest", IngestHandler, {"runner": self}))
-        self.app = tornado.web.Application(
-            routes, **{hookspecs.HOOK_RELAY_SETTING: self.pm.hook, "xheaders": False}
-        )
+        relay: dict[str, Any] = {hookspecs.HOOK_RELAY_SETTING: self.pm.hook}
+        self.app = tornado.web.Application(routes, **relay)
         self.uploads = 0  # POST /ingest bodies being received
         self._http: GuardedHTTPServer | None = None
         self._ingest: IngestServer | None = None
