@@ -281,3 +281,102 @@ async def test_log_lines_cannot_be_forged_and_extra_fields_are_masked(serve_proc
         assert "\x1b" not in log and secret_jwt not in log
         assert not re.search(r"^2026-01-01 00:00:00,000 INFO", log, re.MULTILINE)
         assert "forged" in log  # the line is there, escaped, not gone
+
+
+SECRETS = ("hunter2-ssh", "qu3ry-pw", "r3dis-auth", "c0mmunity")
+CREDENTIAL_RECORDS = [
+    {  # SSH login attempt
+        "logtype": 4002,
+        "src_host": "203.0.113.5",
+        "dst_port": 22,
+        "node_id": "canary-1",
+        "logdata": {"USERNAME": "root", "password": "hunter2-ssh"},
+    },
+    {  # HTTP request whose query string carries a password
+        "logtype": 3000,
+        "src_host": "203.0.113.6",
+        "dst_port": 80,
+        "node_id": "canary-1",
+        "logdata": {"PATH": "/login?user=admin&password=qu3ry-pw", "USERAGENT": "curl"},
+    },
+    {  # Redis AUTH
+        "logtype": 17001,
+        "src_host": "203.0.113.7",
+        "dst_port": 6379,
+        "node_id": "canary-1",
+        "logdata": {"CMD": "AUTH", "ARGS": "r3dis-auth"},
+    },
+    {  # SNMP community string
+        "logtype": 13001,
+        "src_host": "203.0.113.8",
+        "dst_port": 161,
+        "node_id": "canary-1",
+        "logdata": {"COMMUNITY_STRING": "c0mmunity", "REQUESTS": ["1.3.6.1"]},
+    },
+]
+
+
+async def raw_feed(port: int, scope: str, count: int) -> bytes:
+    """Everything a subscriber of ``events`` receives for ``count`` events, as raw text."""
+    request = HTTPRequest(
+        f"ws://127.0.0.1:{port}/ws", headers={"Authorization": f"Bearer {make_token(scope=scope)}"}
+    )
+    conn = await websocket_connect(request)
+    frames: list[str] = []
+    events = 0
+    conn.write_message(json.dumps({"type": "subscribe", "id": 1, "channels": ["events"]}))
+    while events < count:
+        frame = await asyncio.wait_for(conn.read_message(), 10)
+        assert frame is not None
+        frames.append(frame)
+        events += frame.count('"type":"event"')
+    conn.close()
+    return "\n".join(frames).encode()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_attempted_credentials_never_reach_a_subscriber_without_the_scope(serve_process):
+    proc = serve_process(attack_config())
+    async with Guard(proc, rss_bound_kib=20 * MIB):
+        plain = asyncio.create_task(raw_feed(proc.port, "channel:*", len(CREDENTIAL_RECORDS)))
+        full = asyncio.create_task(
+            raw_feed(proc.port, "channel:* events:sensitive", len(CREDENTIAL_RECORDS))
+        )
+        await asyncio.sleep(0.5)  # both subscribed
+        proc.send_lines([line(r) for r in CREDENTIAL_RECORDS])
+        redacted, sensitive = await plain, await full
+    assert [s for s in SECRETS if s.encode() in redacted] == []
+    assert redacted.count(b"[redacted]") >= len(SECRETS)
+    assert [s for s in SECRETS if s.encode() in sensitive] == list(SECRETS)
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_history_is_bounded_by_bytes_and_a_resume_past_it_is_a_gap(serve_process):
+    """Before: 1000 events per channel whatever their size (an attacker's large records)."""
+    proc = serve_process(attack_config(websocket__history__max_bytes=2 * 1024 * 1024))
+    request = HTTPRequest(proc.url, headers={"Authorization": f"Bearer {make_token()}"})
+    async with Guard(proc, rss_bound_kib=24 * MIB):
+        first = WSClient(await websocket_connect(request))
+        await first.recv_type("welcome")
+        reply = await first.request({"type": "subscribe", "id": 1, "channels": ["events"]})
+        epoch = reply["positions"]["events"]["epoch"]
+        first.close()
+        big = "b" * 200_000
+        for _ in range(10):  # 100 events of 200 KB: 20 MB through a 2 MiB history
+            proc.send_lines(
+                [
+                    line({"event_type": "honeypot.big", "severity": "low", "data": {"b": big}})
+                    for _ in range(10)
+                ]
+            )
+            await asyncio.sleep(0.1)
+    again = WSClient(await websocket_connect(request))
+    await again.recv_type("welcome")
+    since = {"events": {"epoch": epoch, "offset": 0}}
+    reply = await again.request(
+        {"type": "subscribe", "id": 2, "channels": ["events"], "since": since}
+    )
+    assert reply["recovered"] == {"events": False}
+    gap = await again.recv_type("gap")
+    assert gap["from"] == {"epoch": epoch, "offset": 0}
+    again.close()
