@@ -1,9 +1,10 @@
 """Ingest for the standalone runner: parsing what arrives, and the TCP JSON-lines listener.
 
 OpenCanary's ``SocketJSONHandler`` writes one JSON record per line; ``WebhookHandler`` posts
-``{"message": "<json string>"}``; NetSentinel producers send StandardEvent objects. Parsing is
-pure (``parse_item``, ``parse_body``, ``LineSplitter``); a bad item becomes a reason, never an
-exception that could cost the connection or the other lines.
+the form ``message=<json record>`` (or ``{"message": "<json string>"}`` when configured with a
+JSON content type); NetSentinel producers send StandardEvent objects. Parsing is pure
+(``parse_item``, ``parse_body``, ``parse_form``, ``LineSplitter``); a bad item becomes a reason,
+never an exception that could cost the connection or the other lines.
 
 The TCP listener has no token, so it trusts only where a connection comes from
 (``websocket.ingest.tcp_allow``) and bounds what any connection can hold: at most
@@ -13,16 +14,22 @@ The TCP listener has no token, so it trusts only where a connection comes from
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import select
+import socket
+import struct
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpserver import TCPServer
 
+from . import cowrie
 from .config import IpNetwork, TCPIngestSettings
 from .events import EventError, normalize_event
 from .metrics import INGEST_REFUSALS, Metrics
@@ -39,6 +46,8 @@ STREAM_BUFFER = 4 * READ_CHUNK
 #: Log lines about dropped lines (per connection) or refusals (per reason): the first ones,
 #: then every thousandth; the counters have them all.
 LOGGED_FIRST = 10
+#: On shutdown, the longest wait for open connections to fall quiet before they are reset.
+DRAIN_TIMEOUT = 1.0
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -52,8 +61,13 @@ class IngestError(ValueError):
         self.reason = reason
 
 
+#: Protocol of recent Cowrie sessions, for Cowrie 2.x records that name it only on connect.
+COWRIE_SESSIONS = cowrie.SessionProtocols()
+
+
 def parse_item(item: Any) -> dict[str, Any]:
-    """A NetSentinel event from an OpenCanary record, a webhook body or a StandardEvent."""
+    """A NetSentinel event from an OpenCanary or Cowrie record, a webhook body or a
+    StandardEvent."""
     if not isinstance(item, dict):
         raise IngestError("item must be a JSON object", "not_object")
     if set(item) == {"message"} and isinstance(item["message"], str):
@@ -64,6 +78,8 @@ def parse_item(item: Any) -> dict[str, Any]:
         if not isinstance(item, dict):
             raise IngestError("webhook message must hold a JSON object")
     try:
+        if cowrie.is_cowrie_record(item):
+            return cowrie.normalize(item, COWRIE_SESSIONS)
         if is_opencanary_record(item):
             return normalize(item)
         if "event_type" not in item:
@@ -79,7 +95,31 @@ def parse_body(body: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return [], [{"index": None, "error": "body is not valid JSON"}]
-    items = data if isinstance(data, list) else [data]
+    return _parse_items(data if isinstance(data, list) else [data])
+
+
+def is_form(content_type: str, body: bytes) -> bool:
+    """Whether a ``POST /ingest`` body is OpenCanary's default webhook form (``message=...``),
+    answered 200. A JSON text sent with the form type (``curl -d`` does that) stays JSON: a
+    form's first byte is never ``{`` or ``[``, which it would send percent-encoded."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/x-www-form-urlencoded" and body.lstrip()[:1] not in (b"{", b"[")
+
+
+def parse_form(body: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """OpenCanary's ``WebhookHandler`` as it posts by default: ``requests`` form-encodes
+    ``{"message": <the JSON record>}``; each ``message`` field is one item."""
+    try:
+        fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return [], [{"index": None, "error": "body is not a valid form (or not UTF-8)"}]
+    messages = [{"message": value} for name, value in fields if name == "message"]
+    if not messages:
+        return [], [{"index": None, "error": "form body has no message field"}]
+    return _parse_items(messages)
+
+
+def _parse_items(items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     events, errors = [], []
     for index, item in enumerate(items):
         try:
@@ -189,6 +229,30 @@ class _Connection:
         self.waiting = False  # for bytes; not while a line it sent is being published
         self.timer: object | None = None
 
+    def quiet(self) -> bool:
+        """Nothing of the sender's is left to handle: no line being published, none partly
+        read, no bytes waiting in the socket (nor an end of stream not yet seen)."""
+        sock = self.stream.socket
+        return (
+            self.waiting
+            and not self.splitter.held
+            and sock is not None
+            and not select.select([sock], [], [], 0)[0]
+        )
+
+    def reset(self) -> None:
+        """Close with a TCP reset instead of a FIN. A sender that never reads (OpenCanary's
+        ``SocketJSONHandler``, any ``logging.handlers.SocketHandler``) does not notice a FIN:
+        its next write succeeds locally and the record is dropped by our side. After a reset
+        that write fails at once, so the sender reconnects and sends the record again."""
+        sock = self.stream.socket
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass  # already closed by the peer: a plain close is all there is
+        self.stream.close()
+
 
 class IngestServer(TCPServer):
     """Newline-delimited JSON over TCP, compatible with OpenCanary's ``SocketJSONHandler``.
@@ -276,7 +340,23 @@ class IngestServer(TCPServer):
                 conn.splitter.held,
             )
         self._metrics.ingest_closed.labels(reason).inc()
-        conn.stream.close()
+        conn.reset()
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Shutdown: stop accepting, publish what the open connections have already sent, and
+        reset each once it is quiet (all of them after ``timeout``), so that a record written
+        after that fails on the sender's side instead of being lost silently."""
+        self.stop()
+        loop = IOLoop.current()
+        deadline = loop.time() + timeout
+        while self._open:
+            late = loop.time() >= deadline
+            for conn in list(self._open):
+                if not conn.stream.closed() and (late or conn.quiet()):
+                    conn.reset()
+            if late:
+                return
+            await asyncio.sleep(0.01)
 
     async def _serve(self, conn: _Connection) -> None:
         loop = IOLoop.current()
