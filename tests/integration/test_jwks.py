@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 from tornado.web import Application, RequestHandler
 
+from netsentinel_websocket import auth
 from netsentinel_websocket.auth import AuthError, JWTSettings, Principal, TokenVerifier
 
 NOW = 1_700_000_000.0
@@ -30,23 +32,41 @@ class Clock:
 
 
 class JWKS:
-    """What the server answers, changed by the test while it runs; counts the requests."""
+    """What the server answers, changed by the test while it runs; counts the requests.
+
+    With ``hold()`` the server answers only once the test calls ``release()``; ``arrived`` is
+    set when a request came in, so a test waits for events, never for a time."""
 
     def __init__(self, keys: list[dict[str, Any]]) -> None:
         self.keys = keys
         self.status = 200
         self.body: bytes | None = None  # raw body instead of {"keys": ...}
-        self.delay = 0.0
         self.requests = 0
+        self.accept: list[str | None] = []  # the Accept header of each request
+        self.arrived = asyncio.Event()
+        self._gate: asyncio.Event | None = None
+
+    def hold(self) -> None:
+        self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
+
+    async def answer(self, handler: RequestHandler) -> None:
+        self.requests += 1
+        self.accept.append(handler.request.headers.get("Accept"))
+        self.arrived.set()
+        if self._gate is not None:
+            await self._gate.wait()
+        handler.set_status(self.status)
+        handler.finish(self.body if self.body is not None else {"keys": self.keys})
 
 
 class JWKSHandler(RequestHandler):
     async def get(self) -> None:
         jwks: JWKS = self.settings["jwks"]
-        jwks.requests += 1
-        await asyncio.sleep(jwks.delay)
-        self.set_status(jwks.status)
-        self.finish(jwks.body if jwks.body is not None else {"keys": jwks.keys})
+        await jwks.answer(self)
 
 
 @asynccontextmanager
@@ -57,6 +77,7 @@ async def jwks_server(jwks: JWKS) -> AsyncIterator[str]:
     try:
         yield f"http://127.0.0.1:{port}/jwks"
     finally:
+        jwks.release()
         server.stop()
         await server.close_all_connections()
 
@@ -256,13 +277,17 @@ def test_concurrent_unknown_kids_share_one_fetch() -> None:
 
     async def test() -> None:
         jwks = JWKS([public_jwk(private, "k1", "RS256")])
-        jwks.delay = 0.1
+        jwks.hold()
         async with jwks_server(jwks) as url:
             verifier = make_verifier(url, Clock())
             tokens = [signed(private, "RS256", "k1", f"user{i}") for i in range(20)]
-            principals = await asyncio.gather(*(verifier.verify(t) for t in tokens))
+            waiting = asyncio.gather(*(verifier.verify(t) for t in tokens))
+            await jwks.arrived.wait()  # every verify has started by now, the fetch is held
+            jwks.release()
+            principals = await waiting
             assert [p.subject for p in principals] == [f"user{i}" for i in range(20)]
             assert jwks.requests == 1
+            assert jwks.accept == ["application/json"]
 
     run(test)
 
@@ -272,14 +297,15 @@ def test_cancelled_waiter_does_not_cancel_the_shared_fetch() -> None:
 
     async def test() -> None:
         jwks = JWKS([public_jwk(private, "k1", "RS256")])
-        jwks.delay = 0.2
+        jwks.hold()
         async with jwks_server(jwks) as url:
             verifier = make_verifier(url, Clock())
             token = signed(private, "RS256", "k1")
             first = asyncio.ensure_future(verifier.verify(token))
             second = asyncio.ensure_future(verifier.verify(token))
-            await asyncio.sleep(0.05)
+            await jwks.arrived.wait()  # both wait on the one fetch, which the server holds
             first.cancel()
+            jwks.release()
             assert (await second).subject == "alice"
             assert first.cancelled() is True
             assert jwks.requests == 1
@@ -411,3 +437,112 @@ def test_withdrawn_key_refused_once_the_cache_is_older_than_max_age() -> None:
             assert jwks.requests == 3  # within jwks_min_refresh of the failed fetch
 
     run(test)
+
+
+def test_a_key_service_that_does_not_answer_is_given_up_after_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(auth, "JWKS_TIMEOUT", 0.2)
+    private = rsa_key()
+
+    async def test() -> None:
+        jwks = JWKS([public_jwk(private, "k1", "RS256")])
+        jwks.hold()  # never released while the verifier waits
+        async with jwks_server(jwks) as url:
+            verifier = make_verifier(url, Clock())
+            token = signed(private, "RS256", "k1")
+            outcome = await asyncio.wait_for(reason(verifier, token), 10)
+            assert outcome == "key service unavailable"
+
+    run(test)
+
+
+def test_odd_entries_before_a_valid_key_are_skipped() -> None:
+    private, other = rsa_key(), rsa_key()
+    valid = public_jwk(private, "k1", "RS256")
+    no_use = {k: v for k, v in public_jwk(other, "k2", "RS256").items() if k != "use"}
+    odd: list[Any] = [
+        5,
+        "key",
+        None,
+        {k: v for k, v in valid.items() if k != "kid"},
+        dict(valid, kid=7),
+        {"kty": "oct", "kid": "sym", "k": "c2VjcmV0c2VjcmV0c2VjcmV0"},
+        dict(public_jwk(other, "enc", "RS256"), use="enc"),
+        {"kty": "RSA", "kid": "broken", "n": "AQAB"},
+    ]
+
+    async def test() -> None:
+        jwks = JWKS([*odd, valid, no_use])
+        async with jwks_server(jwks) as url:
+            clock = Clock()
+            verifier = make_verifier(url, clock)
+            assert (await verifier.verify(signed(private, "RS256", "k1"))).subject == "alice"
+            assert (await verifier.verify(signed(other, "RS256", "k2", "bob"))).subject == "bob"
+            clock.now += 10  # a refresh is allowed again: the enc key is still not a signing key
+            assert await reason(verifier, signed(other, "RS256", "enc")) == "unknown key"
+            assert jwks.requests == 2
+
+    run(test)
+
+
+def test_a_jwks_of_encryption_keys_only_refuses() -> None:
+    private = rsa_key()
+
+    async def test() -> None:
+        jwks = JWKS([dict(public_jwk(private, "k1", "RS256"), use="enc")])
+        async with jwks_server(jwks) as url:
+            verifier = make_verifier(url, Clock())
+            assert await reason(verifier, signed(private, "RS256", "k1")) == (
+                "key service unavailable"
+            )
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "logged"),
+    [
+        (200, b'{"keys": "nope"}', "TypeError: JWKS has no 'keys' list"),
+        (200, b"[1, 2]", "TypeError: JWKS has no 'keys' list"),
+        (
+            200,
+            b'{"keys": [{"kty": "oct", "kid": "s"}]}',
+            "ValueError: JWKS has no usable signing key",
+        ),
+        (503, None, "HTTPClientError: HTTP 503: Service Unavailable"),
+    ],
+)
+def test_a_failed_fetch_is_logged_with_host_and_cause_only(
+    caplog: pytest.LogCaptureFixture, status: int, body: bytes | None, logged: str
+) -> None:
+    private = rsa_key()
+
+    async def test() -> None:
+        jwks = JWKS([])
+        jwks.status, jwks.body = status, body
+        async with jwks_server(jwks) as url:
+            verifier = make_verifier(url + "?api_key=hush", Clock())
+            with caplog.at_level(logging.INFO, logger="netsentinel_websocket.auth"):
+                await reason(verifier, signed(private, "RS256", "k1"))
+
+    run(test)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == auth.__name__] == [
+        ("WARNING", f"JWKS fetch from 127.0.0.1 failed: {logged}")
+    ]
+
+
+def test_a_fetch_is_logged_with_host_and_key_count(caplog: pytest.LogCaptureFixture) -> None:
+    one, two = rsa_key(), rsa_key()
+
+    async def test() -> None:
+        jwks = JWKS([public_jwk(one, "k1", "RS256"), public_jwk(two, "k2", None)])
+        async with jwks_server(jwks) as url:
+            verifier = make_verifier(url + "?api_key=hush", Clock())
+            with caplog.at_level(logging.INFO, logger="netsentinel_websocket.auth"):
+                assert (await verifier.verify(signed(one, "RS256", "k1"))).subject == "alice"
+
+    run(test)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == auth.__name__] == [
+        ("INFO", "JWKS from 127.0.0.1: 2 signing keys")
+    ]

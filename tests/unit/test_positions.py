@@ -1,5 +1,7 @@
 """History lookup and the resume handover splice: the arithmetic behind 'exactly once, in order'."""
 
+from decimal import Decimal
+
 from netsentinel_websocket.positions import (
     Position,
     PreparedEvent,
@@ -30,17 +32,37 @@ def test_no_since_is_recovered_and_empty():
 
 def test_since_inside_history_gives_exactly_the_suffix():
     rec = recover_from(pubs(3, 10), Position("E", 10), Position("E", 6))
-    assert rec.recovered and offsets(list(rec.publications)) == [7, 8, 9, 10]
+    assert (offsets(list(rec.publications)), rec.position, rec.recovered) == (
+        [7, 8, 9, 10],
+        Position("E", 10),
+        True,
+    )
 
 
 def test_since_at_the_oldest_boundary_is_still_served():
     rec = recover_from(pubs(3, 10), Position("E", 10), Position("E", 2))
-    assert rec.recovered and offsets(list(rec.publications)) == list(range(3, 11))
+    assert (offsets(list(rec.publications)), rec.position, rec.recovered) == (
+        [3, 4, 5, 6, 7, 8, 9, 10],
+        Position("E", 10),
+        True,
+    )
+
+
+def test_since_offset_0_is_a_client_that_has_nothing_yet():
+    rec = recover_from(pubs(1, 3), Position("E", 3), Position("E", 0))
+    assert (offsets(list(rec.publications)), rec.position, rec.recovered) == (
+        [1, 2, 3],
+        Position("E", 3),
+        True,
+    )
+    assert recover_from([], Position("E", 0), Position("E", 0)) == Recovery(
+        (), Position("E", 0), True
+    )
 
 
 def test_since_at_top_is_recovered_with_nothing_missed():
     rec = recover_from(pubs(3, 10), Position("E", 10), Position("E", 10))
-    assert rec.recovered and not rec.publications
+    assert rec == Recovery((), Position("E", 10), True)
 
 
 def test_unknown_epoch_older_than_history_or_from_the_future_are_gaps():
@@ -81,6 +103,17 @@ def test_other_epoch_or_position_ahead_of_live_is_a_gap():
     assert catch_up(Position("E", 6), pubs(1, 5), Position("E", 5)) is None
 
 
+def test_another_epoch_at_the_same_offset_is_a_gap_not_nothing_missed():
+    # offset 5 of epoch E and offset 5 of epoch F are different publications
+    assert catch_up(Position("E", 5), pubs(1, 5, "F"), Position("F", 5)) is None
+    assert catch_up(Position("E", 5), [], Position("F", 5)) is None
+
+
+def test_publications_of_another_epoch_in_the_sources_are_not_picked():
+    run = catch_up(Position("E", 2), [*pubs(3, 4, "F"), *pubs(3, 4)], Position("E", 4))
+    assert [(p.epoch, p.offset) for p in run or []] == [("E", 3), ("E", 4)]
+
+
 # --- the wire form of a publication, built once per redaction class ---
 
 
@@ -92,3 +125,35 @@ def test_message_is_cached_and_redacted_form_is_separate():
     assert full is pub.message(None) and hidden is pub.message(redactor)
     assert full.startswith(b'{"type":"event","channel":"threats","epoch":"E","offset":7,"event":')
     assert b"hunter2" in full and b"hunter2" not in hidden
+
+
+# --- the event's JSON: serialized once, whatever the event holds ---
+
+
+class Opaque:
+    def __str__(self) -> str:
+        return "opaque!"
+
+
+def test_json_uses_the_bytes_it_was_given():
+    prepared = PreparedEvent({"n": 1}, 0.0, full=b'{"n":1,"from":"broker"}')
+    assert prepared.json(None) == b'{"n":1,"from":"broker"}'
+
+
+def test_json_writes_non_string_keys_and_unencodable_values_as_text():
+    event = {"data": {7: Opaque(), "amount": Decimal("1.50"), None: True}}
+    expected = b'{"data":{"7":"opaque!","amount":"1.50","null":true}}'
+    assert PreparedEvent(event, 0.0).json(None) == expected
+
+
+def test_redacted_json_writes_non_string_keys_and_unencodable_values_as_text():
+    event = {"data": {"password": "hunter2", 7: Opaque(), "amount": Decimal("2")}}
+    redacted = PreparedEvent(event, 0.0).json(Redactor(["data.password"]))
+    assert redacted == b'{"data":{"password":"[redacted]","7":"opaque!","amount":"2"}}'
+
+
+def test_redacted_json_is_the_full_json_when_nothing_is_hidden():
+    prepared = PreparedEvent({"data": {"user": "root"}}, 0.0)
+    redacted = prepared.json(Redactor(["data.password"]))
+    assert redacted == b'{"data":{"user":"root"}}'
+    assert redacted is prepared.json(None)

@@ -96,12 +96,31 @@ def test_any_json_is_a_request_or_a_known_error_carrying_its_valid_id(value):
     assert type(result).__name__.lower() == value["type"]
 
 
+def documented_id(message: object) -> protocol.RequestId:
+    """The id a reply must carry, from docs/protocol.md rather than from the code under test:
+    an integer within +-2^53 or a string of at most 64 characters, else none."""
+    value = message.get("id") if isinstance(message, dict) else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and -9_007_199_254_740_992 <= value <= 9_007_199_254_740_992:
+        return value
+    if isinstance(value, str) and len(value) <= 64:
+        return value
+    return None
+
+
 @settings(max_examples=200)
 @given(near_messages)
 def test_valid_ids_always_come_back(value):
-    result = outcome(json.dumps(value))
-    valid_id = protocol.peek_id(json.dumps(value))
-    assert (result.request_id if isinstance(result, ProtocolError) else result.id) == valid_id
+    data = json.dumps(value)
+    try:
+        decoded = orjson.loads(data)  # NaN or a 65-bit integer anywhere: not JSON to the server
+    except orjson.JSONDecodeError:
+        decoded = None
+    result = outcome(data)
+    expected = documented_id(decoded)
+    assert (result.request_id if isinstance(result, ProtocolError) else result.id) == expected
+    assert protocol.peek_id(data) == expected
 
 
 VALID = [
@@ -294,3 +313,181 @@ def test_server_messages():
         "epoch": "E2",
         "from": {"epoch": "E", "offset": 3},
     }
+
+
+# --- bounds, each at the last accepted value and the first refused one ---------------------------
+
+TWO_53 = 9_007_199_254_740_992  # 2^53: the largest integer every JSON client holds exactly
+TWO_63 = 9_223_372_036_854_775_808  # 2^63: one past the largest offset (a signed 64-bit integer)
+
+
+def refusal(message: dict | str | bytes) -> tuple[str, protocol.RequestId, str]:
+    """(code, request id, message) of the ProtocolError that parsing ``message`` raises."""
+    data = message if isinstance(message, str | bytes) else orjson.dumps(message)
+    with pytest.raises(ProtocolError) as info:
+        parse(data)
+    assert str(info.value) == info.value.message
+    return info.value.code, info.value.request_id, info.value.message
+
+
+@pytest.mark.parametrize("request_id", [TWO_53, -TWO_53, 0, "", "x" * 64])
+def test_ids_at_the_bounds_are_accepted(request_id):
+    assert parse(orjson.dumps({"type": "ping", "id": request_id})) == Ping(request_id)
+
+
+@pytest.mark.parametrize(
+    ("request_id", "message"),
+    [
+        (TWO_53 + 1, "'id' is out of range"),
+        (-TWO_53 - 1, "'id' is out of range"),
+        (2**64 - 1, "'id' is out of range"),
+        ("x" * 65, "'id' is longer than 64 characters"),
+        (True, "'id' must be an integer or a string"),
+        (1.5, "'id' must be an integer or a string"),
+        ([1], "'id' must be an integer or a string"),
+    ],
+)
+def test_ids_past_the_bounds_are_refused_without_an_id(request_id, message):
+    assert refusal({"type": "ping", "id": request_id}) == ("bad_request", None, message)
+
+
+def subscribe_since(position: object, channel: str = "a") -> dict:
+    return {"type": "subscribe", "id": 1, "channels": [channel], "since": {channel: position}}
+
+
+@pytest.mark.parametrize("offset", [0, 1, TWO_63 - 1])
+def test_offsets_up_to_2_63_minus_1_are_accepted(offset):
+    request = parse(orjson.dumps(subscribe_since({"epoch": "E", "offset": offset})))
+    assert request == Subscribe(1, ("a",), MATCH_ALL, {"a": Position("E", offset)})
+
+
+@pytest.mark.parametrize("offset", [TWO_63, -1, True, False, 1.0, "1", None])
+def test_offsets_outside_0_to_2_63_minus_1_are_refused(offset):
+    assert refusal(subscribe_since({"epoch": "E", "offset": offset})) == (
+        "bad_request",
+        1,
+        "since.a.offset must be a non-negative integer",
+    )
+
+
+def test_epochs_up_to_128_characters_are_accepted():
+    request = parse(orjson.dumps(subscribe_since({"epoch": "e" * 128, "offset": 3})))
+    assert isinstance(request, Subscribe) and request.since == {"a": Position("e" * 128, 3)}
+    for epoch in ("e" * 129, 7, None):
+        assert refusal(subscribe_since({"epoch": epoch, "offset": 3})) == (
+            "bad_request",
+            1,
+            "since.a.epoch must be a string",
+        )
+
+
+def test_channel_names_of_1_to_64_characters_are_accepted():
+    for name in ("c", "c" * 64):
+        assert parse(orjson.dumps({"type": "unsubscribe", "channels": [name]})) == Unsubscribe(
+            None, (name,)
+        )
+    for names in (["c" * 65], [""], ["ok", 1]):
+        assert refusal({"type": "unsubscribe", "id": 4, "channels": names}) == (
+            "bad_request",
+            4,
+            "'channels' must hold channel names (strings)",
+        )
+
+
+def test_up_to_64_channels_are_accepted():
+    names = [f"c{n}" for n in range(64)]
+    request = parse(orjson.dumps({"type": "subscribe", "id": 2, "channels": names}))
+    assert request == Subscribe(2, tuple(names))
+    assert refusal({"type": "subscribe", "id": 2, "channels": [*names, "c64"]}) == (
+        "bad_request",
+        2,
+        "'channels' has more than 64 names",
+    )
+
+
+def test_alert_ids_up_to_256_and_notes_up_to_2000_characters_are_accepted():
+    ack = {"type": "ack", "id": 9, "alert_id": "A" * 256, "note": "n" * 2000}
+    assert parse(orjson.dumps(ack)) == Ack(9, "A" * 256, "n" * 2000)
+    assert refusal({**ack, "alert_id": "A" * 257}) == (
+        "bad_request",
+        9,
+        "'alert_id' is longer than 256 characters",
+    )
+    assert refusal({**ack, "note": "n" * 2001}) == (
+        "bad_request",
+        9,
+        "'note' is longer than 2000 characters",
+    )
+
+
+def test_tokens_up_to_16384_characters_are_accepted():
+    assert parse(orjson.dumps({"type": "auth", "token": "t" * 16384})) == Auth(None, "t" * 16384)
+    assert refusal({"type": "auth", "id": "r", "token": "t" * 16385}) == (
+        "bad_request",
+        "r",
+        "'token' is longer than 16384 characters",
+    )
+
+
+# --- error messages: what a client reads in the `error` reply ----------------------------------
+
+LONG = "z" * 100
+MESSAGES = [
+    ("{", None, "message is not valid JSON"),
+    ("[1]", None, "message must be a JSON object"),
+    ({"id": 1}, 1, "'type' must be a string"),
+    ({"type": "ping", "id": 1, LONG: 0}, 1, f"unknown field '{'z' * 40}'"),
+    ({"type": "subscribe", "id": 1}, 1, "'channels' must be a non-empty list of channel names"),
+    (
+        {"type": "subscribe", "id": 1, "channels": []},
+        1,
+        "'channels' must be a non-empty list of channel names",
+    ),
+    (
+        {"type": "subscribe", "id": 1, "channels": ["a"], "filter": []},
+        1,
+        "filter must be an object",
+    ),
+    (
+        {"type": "subscribe", "id": 1, "channels": ["a"], "since": []},
+        1,
+        "'since' must be an object of channel positions",
+    ),
+    (
+        {"type": "subscribe", "id": 1, "channels": ["a"], "since": {LONG: {}}},
+        1,
+        f"'since' names channel '{'z' * 40}' that is not subscribed",
+    ),
+    (
+        subscribe_since({"epoch": "E"}, "y" * 50),
+        1,
+        f'since.{"y" * 40} must be {{"epoch": string, "offset": integer}}',
+    ),
+    (
+        subscribe_since({"epoch": 1, "offset": 1}, "y" * 50),
+        1,
+        f"since.{'y' * 40}.epoch must be a string",
+    ),
+    (
+        subscribe_since({"epoch": "E", "offset": -1}, "y" * 50),
+        1,
+        f"since.{'y' * 40}.offset must be a non-negative integer",
+    ),
+    ({"type": "auth", "id": 1}, 1, "'token' must be a non-empty string"),
+    ({"type": "ack", "id": 1, "alert_id": ""}, 1, "'alert_id' must be a non-empty string"),
+    ({"type": "ack", "id": 1, "alert_id": "A", "note": 7}, 1, "'note' must be a string"),
+]
+
+
+@pytest.mark.parametrize(("message", "request_id", "text"), MESSAGES, ids=lambda v: str(v)[:30])
+def test_error_messages(message, request_id, text):
+    assert refusal(message) == ("bad_request", request_id, text)
+
+
+def test_unknown_types_are_named_in_at_most_40_characters():
+    assert refusal({"type": "shutdown", "id": "s"}) == (
+        "unknown_type",
+        "s",
+        "unknown message type 'shutdown'",
+    )
+    assert refusal({"type": LONG}) == ("unknown_type", None, f"unknown message type '{'z' * 40}'")
