@@ -2,6 +2,7 @@
 
 Each channel gets a fresh random epoch when the process starts, because its history does not
 survive a restart: a client resuming with a position from before gets an honest ``gap``.
+A line of a followed file that is published again (same id) is not appended twice.
 """
 
 from __future__ import annotations
@@ -10,17 +11,22 @@ import secrets
 from typing import Any
 
 from .broker import Deliver
+from .filefollow import Watermarks
 from .history import History
 from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
 
+#: Per channel, the followed files (generations) whose last published line is remembered.
+FILE_SOURCES = 1024
+
 
 class _Sequence:
-    __slots__ = ("epoch", "offset", "history")
+    __slots__ = ("epoch", "offset", "history", "files")
 
     def __init__(self, history_size: int, history_bytes: int) -> None:
         self.epoch = secrets.token_hex(6)
         self.offset = 0
         self.history = History(history_size, history_bytes)
+        self.files = Watermarks(FILE_SOURCES)
 
 
 class MemoryBroker:
@@ -38,8 +44,13 @@ class MemoryBroker:
     async def stop(self) -> None:
         self._deliver = None
 
+    async def flushed(self) -> None:
+        """Everything published is in history at once (and dies with the process)."""
+
     def publish(self, channel: str, prepared: PreparedEvent) -> None:
         ch = self._channel(channel)
+        if not ch.files.fresh(prepared.event.get("id")):
+            return
         ch.offset += 1
         pub = Publication(channel, ch.epoch, ch.offset, prepared)
         ch.history.append(pub)

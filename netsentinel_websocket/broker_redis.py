@@ -31,6 +31,7 @@ import orjson
 
 from .broker import Deliver
 from .config import ConfigError
+from .filefollow import file_source
 from .history import History
 from .metrics import Metrics
 from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
@@ -54,6 +55,7 @@ CONNECT_TIMEOUT = 2.0
 BACKOFF = (0.1, 2.0)  # reconnect delay: first, cap (doubling, +-20% jitter)
 CATCH_UP_WAIT = 2.0  # how long recover() waits for the reader to reach a client's position
 SOURCE_TTL = 86400  # seconds a node's publish sequence is remembered for retries
+FILE_SOURCE_TTL = 7 * 86400  # seconds a followed file's last published line is remembered
 
 # KEYS: epoch, seq, stream. A missing epoch or counter means the stream's data is gone: start
 # a new epoch (ARGV[1]) so no node numbers events into a sequence clients cannot trust.
@@ -69,9 +71,11 @@ end
 
 SYNC_SCRIPT = _ENSURE_EPOCH + "return {epoch, redis.call('GET', KEYS[2])}\n"
 
-# KEYS: epoch, seq, stream, this node's source key. ARGV: new epoch, maxlen, source sequence,
+# KEYS: epoch, seq, stream, the event's source key. ARGV: new epoch, maxlen, source sequence,
 # event JSON, received time, source TTL. A retried publish (reply lost with the connection)
-# carries a sequence the source key has seen: it is not added twice.
+# carries a sequence the source key has seen: it is not added twice. The source is this node
+# process, or for a line of a followed file that file (the sequence grows with the line's
+# offset), so a line read again after a crash is not added twice, whichever process reads it.
 PUBLISH_SCRIPT = (
     _ENSURE_EPOCH
     + """
@@ -126,13 +130,25 @@ def _new_epoch() -> str:
 class _Channel:
     """One stream as this node follows it."""
 
-    __slots__ = ("name", "keys", "source_key", "epoch", "offset", "synced", "ring", "local", "sent")
+    __slots__ = (
+        "name",
+        "base",
+        "keys",
+        "source_key",
+        "epoch",
+        "offset",
+        "synced",
+        "ring",
+        "local",
+        "sent",
+    )
 
     def __init__(
         self, name: str, prefix: str, token: str, history_size: int, history_bytes: int
     ) -> None:
         base = f"{prefix}{{{name}}}:"  # hash tag: a channel's keys share one Cluster slot
         self.name = name
+        self.base = base
         self.keys = (base + "epoch", base + "seq", base + "stream")
         self.source_key = f"{base}src:{token}"
         self.epoch = ""  # the stream's epoch ("" until first synced)
@@ -144,15 +160,22 @@ class _Channel:
 
 
 class _Outgoing:
-    """An event on its way to the stream."""
+    """An event on its way to the stream, with the source key and sequence that keep it from
+    being added twice."""
 
-    __slots__ = ("channel", "seq", "prepared", "shown")
+    __slots__ = ("channel", "source", "seq", "ttl", "prepared", "shown")
 
-    def __init__(self, channel: _Channel, seq: int, prepared: PreparedEvent) -> None:
+    def __init__(self, channel: _Channel, prepared: PreparedEvent) -> None:
         self.channel = channel
-        self.seq = seq
         self.prepared = prepared
         self.shown = False  # delivered locally under the outage epoch
+        from_file = file_source(prepared.event.get("id"))
+        if from_file is None:
+            channel.sent += 1
+            self.source, self.seq, self.ttl = channel.source_key, channel.sent, SOURCE_TTL
+        else:
+            name, self.seq = from_file
+            self.source, self.ttl = channel.base + "src:" + name, FILE_SOURCE_TTL
 
 
 class RedisBroker:
@@ -190,6 +213,9 @@ class RedisBroker:
             self._channel(name)
         self._outbox: deque[_Outgoing] = deque()
         self._wake = asyncio.Event()
+        self._accepted = 0  # events ever put in the outbox
+        self._written = 0  # of those, events the stream has taken (or skipped as repeated)
+        self._progress = asyncio.Event()  # set (and replaced) after each written batch
         self._deliver: Deliver | None = None
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()
@@ -223,20 +249,27 @@ class RedisBroker:
         self._deliver = None
 
     def publish(self, channel: str, prepared: PreparedEvent) -> None:
-        ch = self._channel(channel)
-        ch.sent += 1
-        item = _Outgoing(ch, ch.sent, prepared)
+        """Lines of followed files are never dropped from a full outbox: their follower waits
+        (:meth:`flushed`) before it reads on, so it adds at most one batch beyond the bound."""
+        item = _Outgoing(self._channel(channel), prepared)
         if not self._ready:
             self._show(item)
-            if len(self._outbox) >= self._buffer_size:
+            if len(self._outbox) >= self._buffer_size and item.source == item.channel.source_key:
                 self._dropped += 1
                 self._metrics.broker_dropped.inc()
                 return
-            self._outbox.append(item)
+            self._accept(item)
             self._metrics.broker_buffered.set(len(self._outbox))
             return
-        self._outbox.append(item)
+        self._accept(item)
         self._wake.set()
+
+    async def flushed(self) -> None:
+        """Return once every event published before the call is in the stream (or was found
+        there already); through an outage this waits for Redis to return."""
+        target = self._accepted
+        while self._written < target:
+            await self._progress.wait()
 
     async def recover(self, channel: str, since: Position | None) -> Recovery:
         ch = self._channel(channel)
@@ -441,27 +474,33 @@ class RedisBroker:
             epoch = _new_epoch()
             pipe = writer.pipeline(transaction=False)
             for item in batch:
-                ch = item.channel
                 pipe.evalsha(
                     self._publish_sha,
                     4,
-                    *ch.keys,
-                    ch.source_key,
+                    *item.channel.keys,
+                    item.source,
                     epoch,
                     self._maxlen,
                     item.seq,
                     item.prepared.json(None),
                     repr(item.prepared.received),
-                    SOURCE_TTL,
+                    item.ttl,
                 )
             results = await pipe.execute()
             for item, (stream_epoch, _) in zip(batch, results, strict=True):
                 self._outbox.popleft()
                 if stream_epoch.decode() != item.channel.epoch:
                     item.channel.synced = False  # the reader re-syncs on its next turn
+            self._written += len(batch)
+            self._progress.set()
+            self._progress = asyncio.Event()
             self._metrics.broker_buffered.set(len(self._outbox))
 
     # --- helpers ---
+
+    def _accept(self, item: _Outgoing) -> None:
+        self._outbox.append(item)
+        self._accepted += 1
 
     def _show(self, item: _Outgoing) -> None:
         """Deliver an event locally under the channel's outage epoch (Redis is unreachable)."""

@@ -278,6 +278,41 @@ def _cidrs(key: str, value: Any) -> tuple[str, ...]:
     return cidrs
 
 
+FILE_FORMATS = ("auto", "opencanary", "cowrie", "netsentinel")
+
+
+def _file_sources(key: str, value: Any) -> tuple[FileSource, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"must be a list of {{path, format}} objects (got {_show(value)})")
+    sources: list[FileSource] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ConfigError(key, f"entry {i} must be an object")
+        unknown = set(item) - {"path", "format"}
+        if unknown:
+            raise ConfigError(key, f"entry {i}: unknown field {sorted(unknown)[0]!r}")
+        path, fmt = item.get("path"), item.get("format", "auto")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise ConfigError(key, f"entry {i}: 'path' must be an absolute file path")
+        if fmt not in FILE_FORMATS:
+            raise ConfigError(key, f"entry {i}: 'format' must be one of {', '.join(FILE_FORMATS)}")
+        if any(s.path == os.path.normpath(path) for s in sources):
+            raise ConfigError(key, f"entry {i}: {path} is listed twice")
+        sources.append(FileSource(os.path.normpath(path), fmt))
+    return tuple(sources)
+
+
+def _writable_dir(key: str, value: Any) -> str:
+    """A directory that exists and is writable, or that can be created (the runner does)."""
+    path = os.path.abspath(_string(key, value))
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(key, f"not a writable directory: {existing}")
+    return path
+
+
 def _log_format(key: str, value: Any) -> str:
     if value not in ("text", "json"):
         raise ConfigError(key, "must be 'text' or 'json'")
@@ -518,6 +553,22 @@ KEYS: tuple[Key, ...] = (
         "delivered locally at once; beyond this bound they are not kept, and counted).",
     ),
     Key(
+        "websocket.geoip.enabled",
+        "bool",
+        False,
+        _bool,
+        "Add the country of `data.src_ip` as `data.src_geo` (`country`: ISO 3166 alpha-2, "
+        "`name`) from offline data; never a network lookup. See docs/opencanary.md.",
+    ),
+    Key(
+        "websocket.geoip.database",
+        "path",
+        None,
+        _optional(_readable_file),
+        "MaxMind-format country database (e.g. GeoLite2-Country.mmdb); unset: the data "
+        "shipped by the `geoip` extra (`geoip2fast`).",
+    ),
+    Key(
         "websocket.ingest.tcp",
         "host:port",
         None,
@@ -562,6 +613,32 @@ KEYS: tuple[Key, ...] = (
         4,
         _int(1, 10_000),
         "Runner: `POST /ingest` bodies being received at once; more are answered 503.",
+    ),
+    Key(
+        "websocket.ingest.files",
+        "list of files",
+        [],
+        _file_sources,
+        'Runner: JSON-lines log files to follow, `{"path": "/abs/path", "format": "auto"}` '
+        "(`auto`, `opencanary`, `cowrie` or `netsentinel`), across growth, rotation and "
+        "truncation; each line becomes exactly one event. Needs `websocket.ingest.state_dir`. "
+        "See docs/opencanary.md.",
+    ),
+    Key(
+        "websocket.ingest.state_dir",
+        "path",
+        None,
+        _optional(_writable_dir),
+        "Runner: directory (created if missing) where file ingest keeps each file's read "
+        "position, so a restart, even `kill -9`, neither loses nor repeats a line.",
+    ),
+    Key(
+        "websocket.ingest.poll_interval",
+        "number (s)",
+        0.25,
+        _number(0.01, 60),
+        "Runner: how often file ingest looks at its files for new lines (one `stat` per file "
+        "when nothing changed).",
     ),
     Key(
         "websocket.dashboard.token",
@@ -680,6 +757,15 @@ class NodeSettings:
     limits: Limits
     shutdown_grace: float
     allowed_origins: tuple[str, ...]
+    geoip: GeoSettings
+
+
+@dataclass(frozen=True, slots=True)
+class GeoSettings:
+    """Country enrichment (:mod:`.geo`): on or off, and the database (None: packaged data)."""
+
+    enabled: bool
+    database: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -736,6 +822,24 @@ class TCPIngestSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FileSource:
+    """One followed file of ``websocket.ingest.files``."""
+
+    path: str
+    format: str  # one of FILE_FORMATS
+
+
+@dataclass(frozen=True, slots=True)
+class FileIngestSettings:
+    """The runner's file followers (:class:`~.fileingest.FileIngest`)."""
+
+    files: tuple[FileSource, ...]
+    state_dir: str
+    poll_interval: float
+    max_line_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class TLSFiles:
     """``server.tls.cert`` and ``server.tls.key`` (set together or not at all)."""
 
@@ -773,6 +877,7 @@ class ServerSettings:
     gc_threshold: int
     http: HTTPServerSettings
     ingest_tcp: TCPIngestSettings | None  # None: no TCP listener
+    ingest_files: FileIngestSettings | None  # None: no file followed
     max_uploads: int  # POST /ingest bodies being received at once
     max_upload_bytes: int  # of one POST /ingest body, once its token is accepted
 
@@ -910,6 +1015,7 @@ def _websocket_settings(v: Mapping[str, Any], jwt: JWTSettings) -> WebSocketSett
             ),
             shutdown_grace=v["websocket.shutdown.grace"],
             allowed_origins=v["websocket.allowed_origins"],
+            geoip=GeoSettings(v["websocket.geoip.enabled"], v["websocket.geoip.database"]),
         ),
         jwt=jwt,
         session=SessionSettings(
@@ -931,6 +1037,12 @@ def _websocket_settings(v: Mapping[str, Any], jwt: JWTSettings) -> WebSocketSett
 
 def _server_settings(v: Mapping[str, Any]) -> ServerSettings:
     cert, key, tcp = v["server.tls.cert"], v["server.tls.key"], v["websocket.ingest.tcp"]
+    files = FileIngestSettings(  # state_dir is set whenever files are (_cross_checks)
+        files=v["websocket.ingest.files"],
+        state_dir=v["websocket.ingest.state_dir"],
+        poll_interval=v["websocket.ingest.poll_interval"],
+        max_line_bytes=v["websocket.ingest.max_line_bytes"],
+    )
     return ServerSettings(
         bind=v["server.bind"],
         port=v["server.port"],
@@ -955,6 +1067,7 @@ def _server_settings(v: Mapping[str, Any]) -> ServerSettings:
             max_connections=v["websocket.ingest.max_connections"],
             idle_timeout=v["websocket.ingest.idle_timeout"],
         ),
+        ingest_files=files if files.files else None,
         max_uploads=v["websocket.ingest.max_uploads"],
         max_upload_bytes=v["websocket.ingest.max_line_bytes"],
     )
@@ -1009,8 +1122,15 @@ def _cross_checks(values: dict[str, Any]) -> None:
     if bool(values["server.tls.cert"]) != bool(values["server.tls.key"]):
         key = "server.tls.key" if values["server.tls.cert"] else "server.tls.cert"
         raise ConfigError(key, "server.tls.cert and server.tls.key go together")
+    if values["websocket.ingest.files"] and values["websocket.ingest.state_dir"] is None:
+        raise ConfigError(
+            "websocket.ingest.state_dir",
+            "must be set when websocket.ingest.files is (read positions)",
+        )
     if values["server.tls.cert"]:
         TLSFiles(values["server.tls.cert"], values["server.tls.key"]).context()
+    if values["websocket.geoip.enabled"]:
+        _check_geoip(values["websocket.geoip.database"])
     algs = values["websocket.auth.jwt.algorithms"]
     if (
         values["websocket.auth.jwt.secret"] is not None
@@ -1027,6 +1147,26 @@ def _cross_checks(values: dict[str, Any]) -> None:
             "websocket.auth.jwt.algorithms",
             f"{asym[0]} needs websocket.auth.jwt.public_key or websocket.auth.jwt.jwks_url",
         )
+
+
+def _check_geoip(database: str | None) -> None:
+    """Enabled enrichment needs data: the named database must open, or the packaged data be
+    installed (found, not loaded: that takes a second)."""
+    from .geo import GeoError, MaxMindBackend, packaged_data
+
+    key = "websocket.geoip.database"
+    if database is None:
+        if packaged_data() is None:
+            raise ConfigError(
+                key,
+                "unset, and no packaged country data is installed: name a MaxMind-format "
+                "database or pip install 'netsentinel-websocket[geoip]'",
+            )
+        return
+    try:
+        MaxMindBackend(database).close()
+    except GeoError as exc:
+        raise ConfigError(key, str(exc)) from None
 
 
 def _no_passphrase() -> str:

@@ -32,6 +32,7 @@ from tornado.tcpserver import TCPServer
 from . import cowrie
 from .config import IpNetwork, TCPIngestSettings
 from .events import EventError, normalize_event
+from .filefollow import file_source
 from .metrics import INGEST_REFUSALS, Metrics
 from .opencanary import RecordError, is_opencanary_record, normalize
 
@@ -79,14 +80,18 @@ def parse_item(item: Any) -> dict[str, Any]:
             raise IngestError("webhook message must hold a JSON object")
     try:
         if cowrie.is_cowrie_record(item):
-            return cowrie.normalize(item, COWRIE_SESSIONS)
-        if is_opencanary_record(item):
-            return normalize(item)
-        if "event_type" not in item:
+            event = cowrie.normalize(item, COWRIE_SESSIONS)
+        elif is_opencanary_record(item):
+            event = normalize(item)
+        elif "event_type" not in item:
             raise IngestError("neither an OpenCanary record (logtype) nor an event (event_type)")
-        return normalize_event(item)
+        else:
+            event = normalize_event(item)
     except (RecordError, EventError) as exc:
         raise IngestError(str(exc)) from None
+    if file_source(event["id"]) is not None:  # a sender must not pose as a followed file's line
+        raise IngestError("ids of the form file:<id>:<offset> are reserved for file ingest")
+    return event
 
 
 def parse_body(body: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -346,7 +351,8 @@ class IngestServer(TCPServer):
         """Shutdown: stop accepting, publish what the open connections have already sent, and
         reset each once it is quiet (all of them after ``timeout``), so that a record written
         after that fails on the sender's side instead of being lost silently."""
-        self.stop()
+        await asyncio.sleep(0.01)  # a turn of the loop accepts what waits in the backlog,
+        self.stop()  # which closing the listener would reset
         loop = IOLoop.current()
         deadline = loop.time() + timeout
         while self._open:

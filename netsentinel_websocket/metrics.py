@@ -103,6 +103,11 @@ class Metrics:
         )
         for reason in INGEST_CLOSES:
             self.ingest_closed.labels(reason)
+        self.ingest_file_lines = Counter(
+            f"{PREFIX}_ingest_file_lines",
+            "Lines of followed files handed to the pipeline as events.",
+            registry=r,
+        )
         self.pipeline_rejected = Counter(
             f"{PREFIX}_pipeline_rejected",
             "Pipeline events refused where they enter, by reason (invalid, too_large, "

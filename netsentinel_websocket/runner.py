@@ -22,9 +22,10 @@ from . import hookspecs
 from .auth import TokenVerifier
 from .config import Settings, validate
 from .demo import run_demo
+from .fileingest import FileIngest
 from .http import BearerHandler
 from .httpserver import GuardedHTTPServer, guard_sockets, raise_fd_limit
-from .ingest import IngestServer, parse_body, parse_item
+from .ingest import IngestServer, is_form, parse_body, parse_form, parse_item
 from .metrics import Metrics
 
 log = logging.getLogger("netsentinel_websocket.runner")
@@ -66,7 +67,8 @@ MAX_ERRORS_SHOWN = 100  # reasons given back per upload; the rest are only count
 
 @tornado.web.stream_request_body
 class IngestHandler(BearerHandler):
-    """``POST /ingest``: events or OpenCanary records; needs a token with the ``ingest`` scope.
+    """``POST /ingest``: events or OpenCanary records (JSON, or OpenCanary's webhook form); needs
+    a token with the ``ingest`` scope.
 
     The body is streamed: the token and the bound on uploads in flight are checked on the request
     head, and only then may the body exceed ``server.max_body_bytes`` (up to
@@ -96,7 +98,11 @@ class IngestHandler(BearerHandler):
         self._body += chunk  # bounded by the connection's body limit, raised in prepare
 
     async def post(self) -> None:
-        events, errors = parse_body(bytes(self._body))
+        """JSON is answered 202; OpenCanary's default webhook form 200, the only status its
+        ``WebhookHandler`` takes for success unless configured otherwise."""
+        body = bytes(self._body)
+        form = is_form(self.request.headers.get("Content-Type", ""), body)
+        events, errors = parse_form(body) if form else parse_body(body)
         self._body.clear()
         self._release()
         for _ in errors:
@@ -108,7 +114,7 @@ class IngestHandler(BearerHandler):
             return self.write_json(400, {"accepted": 0, **shown})
         for event in events:
             await self.runner.pipeline.feed(event)
-        self.write_json(202, {"accepted": len(events), **shown})
+        self.write_json(200 if form else 202, {"accepted": len(events), **shown})
 
     def on_finish(self) -> None:
         self._release()
@@ -121,6 +127,10 @@ class IngestHandler(BearerHandler):
         if self._slot:
             self._slot = False
             self.runner.uploads -= 1
+
+
+async def _nothing_to_settle() -> None:
+    """Without the plugin's broker, handing an event to the pipeline is all there is."""
 
 
 class Runner:
@@ -157,6 +167,9 @@ class Runner:
         self._http: GuardedHTTPServer | None = None
         self._ingest: IngestServer | None = None
         self._demo_task: asyncio.Task[None] | None = None
+        self._files: FileIngest | None = None
+        # File ingest persists a line's position once the broker holds its event.
+        self._settled = own.broker.flushed if own else _nothing_to_settle
         self.port: int | None = None
         self.ingest_port: int | None = None
 
@@ -184,17 +197,26 @@ class Runner:
             )
             self.ingest_port = ingest_sockets[0].getsockname()[1]
             self._ingest.add_sockets(ingest_sockets)
+        if s.ingest_files:
+            self._files = FileIngest(
+                s.ingest_files, self.pipeline.feed, self._settled, self.metrics
+            )
+            self._files.start()
         if self.demo:
             self._demo_task = asyncio.create_task(run_demo(self.pipeline.feed_raw))
 
     async def stop(self) -> None:
-        """Stop consumers, then let plugins close their clients (1001) and stop processors."""
+        """Stop consumers (the TCP ingest drained: what its senders already sent is published
+        while subscribers are still connected), then let plugins close their clients (1001) and
+        stop processors."""
         if self._demo_task is not None:
             self._demo_task.cancel()
-        if self._ingest is not None:
-            self._ingest.stop()
+        if self._files is not None:
+            await self._files.stop()
         if self._http is not None:
             self._http.stop()
+        if self._ingest is not None:
+            await self._ingest.drain()
         for coro in self.pm.hook.netsentinel_shutdown(app=self.app):
             await coro
         for processor in self.processors:

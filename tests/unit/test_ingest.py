@@ -219,3 +219,10 @@ LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 )
 def test_default_allowlist_is_loopback_only(address, ok):
     assert allowed(peer_ip(address), LOOPBACK) is ok
+
+
+def test_a_sender_cannot_pose_as_a_followed_files_line():
+    forged = {"event_type": "honeypot.x", "id": "file:" + "0" * 24 + ":12"}
+    with pytest.raises(IngestError, match="reserved for file ingest"):
+        parse_item(forged)
+    assert parse_item({**forged, "id": "file:not-a-file-id"})["id"] == "file:not-a-file-id"
