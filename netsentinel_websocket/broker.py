@@ -27,6 +27,10 @@ class Broker(Protocol):
     def publish(self, channel: str, prepared: PreparedEvent) -> None:
         """Append an event to a channel; never blocks and never raises for a broker outage."""
 
+    async def flushed(self) -> None:
+        """Return once every event published before the call is held by the broker (file
+        ingest saves its read position only then; through an outage this waits)."""
+
     async def recover(self, channel: str, since: Position | None) -> Recovery:
         """The publications after ``since`` that history still holds, or a not-recovered
         answer when it cannot serve ``since``. May await; it may also return publications
