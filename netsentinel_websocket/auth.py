@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import HMACAlgorithm
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from .errors import NetSentinelError
+
 logger = logging.getLogger(__name__)
 
 _HMAC = frozenset({"HS256", "HS384", "HS512"})
@@ -94,7 +96,7 @@ class Principal:
         return scope in self.scopes
 
 
-class AuthError(Exception):
+class AuthError(NetSentinelError):
     """A refused token. `reason` is short and safe to send as a close reason; it never holds
     token content. `expired` tells an expired token apart (4004 during a session)."""
 

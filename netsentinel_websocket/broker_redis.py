@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 
 from .broker import Deliver
-from .config import ConfigError
+from .errors import ConfigError
 from .filefollow import file_source
 from .history import History
 from .metrics import Metrics

@@ -42,6 +42,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketError
 from tornado.websocket import websocket_connect as _websocket_connect
 
+from .errors import NetSentinelError
 from .positions import Position
 from .protocol import BEARER_PREFIX, SUBPROTOCOL
 
@@ -147,7 +148,7 @@ class Reconnect:
     delay: float
 
 
-class ClientError(Exception):
+class ClientError(NetSentinelError):
     """The client stopped and will not retry."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .auth import ALL_ALGORITHMS, JWTSettings, TokenVerifier
+from .errors import ConfigError
 from .events import SEVERITIES
 from .globs import GlobError, compile_globs
 from .redact import DEFAULT_REDACT
@@ -48,14 +49,6 @@ DEFAULT_ROUTES: tuple[dict[str, Any], ...] = (
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # ``$NAME`` not followed by braces: OpenCanary and this plugin expand only ``${NAME}``.
 _BARE_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-class ConfigError(ValueError):
-    """A configuration problem, always naming the key it is about."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from typing import Any, Final, Literal, NamedTuple
 import orjson
 
 from .events import MAX_TEXT_CHARS
-from .opencanary import RecordError, _parse_utc
+from .opencanary import RecordError, parse_utc
 
 __all__ = [
     "MAPPING",
@@ -345,7 +345,7 @@ def _timestamp(record: Mapping[str, Any]) -> tuple[float, str]:
         return seconds, "time"
     text = record.get("timestamp")
     if isinstance(text, str):
-        parsed = _parse_utc(_OFFSET.sub(r"\1:\2", text.strip()))
+        parsed = parse_utc(_OFFSET.sub(r"\1:\2", text.strip()))
         if parsed is not None:
             return parsed, "timestamp"
     millis = _number(record.get("epoch"))

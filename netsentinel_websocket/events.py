@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from .errors import NetSentinelError
+
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
@@ -44,7 +46,7 @@ MAX_TAG_CHARS = 128
 REJECT_REASONS = ("invalid", "too_large", "unserializable")
 
 
-class EventError(ValueError):
+class EventError(NetSentinelError, ValueError):
     """An event that cannot be normalized; the message is a short reason for the sender, and
     ``reason`` one of :data:`REJECT_REASONS` for metrics."""
 

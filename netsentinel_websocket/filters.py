@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import NetSentinelError
 from .events import SEVERITIES, SEVERITY_RANK
 from .globs import GlobError, compile_globs
 
@@ -21,7 +22,7 @@ MAX_ITEM_CHARS = 200  # also bounds what an error message can echo back
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class FilterError(ValueError):
+class FilterError(NetSentinelError, ValueError):
     """A filter the client got wrong; the message says what."""
 
 

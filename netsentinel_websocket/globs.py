@@ -6,8 +6,10 @@ import fnmatch
 import re
 from collections.abc import Iterable
 
+from .errors import NetSentinelError
 
-class GlobError(ValueError):
+
+class GlobError(NetSentinelError, ValueError):
     """A pattern that is not a usable event-type glob."""
 
 

@@ -31,6 +31,7 @@ from tornado.tcpserver import TCPServer
 
 from . import cowrie
 from .config import IpNetwork, TCPIngestSettings
+from .errors import NetSentinelError
 from .events import EventError, normalize_event
 from .filefollow import file_source
 from .metrics import INGEST_REFUSALS, Metrics
@@ -53,7 +54,7 @@ DRAIN_TIMEOUT = 1.0
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class IngestError(ValueError):
+class IngestError(NetSentinelError, ValueError):
     """One item that cannot be ingested: ``str()`` is the message given back or logged (never
     text from the item), ``reason`` one of ``metrics.INGEST_REASONS`` for the counter."""
 

@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
+from .errors import NetSentinelError
+
 __all__ = [
     "LOGTYPE_NAMES",
     "MAPPING",
@@ -33,7 +35,7 @@ __all__ = [
 Severity = Literal["info", "low", "medium", "high", "critical"]
 
 
-class RecordError(ValueError):
+class RecordError(NetSentinelError, ValueError):
     """A record that cannot become an event; ``str(err)`` is a short reason for the sender.
 
     A ``ValueError`` so that ingest code can count and report bad lines with one ``except``
@@ -252,13 +254,13 @@ def _timestamp(record: Mapping[str, Any]) -> tuple[float, str]:
     unknown zone and is never used. Without either, the time of normalization.
     """
     for key in ("utc_time", "local_time"):
-        parsed = _parse_utc(record.get(key))
+        parsed = parse_utc(record.get(key))
         if parsed is not None:
             return parsed, key
     return time.time(), "received"
 
 
-def _parse_utc(value: Any) -> float | None:
+def parse_utc(value: Any) -> float | None:
     """Parse ``2026-11-24 19:11:10.123456``; naive means UTC, ``T``, ``Z`` and offsets are fine.
 
     The seconds fraction is padded or cut to 6 digits and ``Z`` spelled ``+00:00`` because

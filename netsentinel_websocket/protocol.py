@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from .errors import NetSentinelError
 from .filters import MATCH_ALL, Filter, FilterError, parse_filter
 from .positions import Position
 
@@ -37,7 +38,7 @@ ERROR_CODES = frozenset(
 )
 
 
-class ProtocolError(Exception):
+class ProtocolError(NetSentinelError):
     """A client message answered with ``{"type":"error","code":...}``; the connection stays."""
 
     def __init__(self, code: str, message: str, request_id: RequestId = None) -> None:
