@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import jwt
@@ -170,8 +170,8 @@ class TokenVerifier:
             if kid is not None and alg not in _HMAC and self._jwks_stale():
                 await self._fetch_jwks()  # a failed fetch keeps the cached keys
             key = self._local_key(alg, kid)
-            if key is None:
-                key = await self._refreshed_key(kid, alg)
+            if key is None:  # only a JWKS lookup by `kid` comes back empty
+                key = await self._refreshed_key(cast(str, kid), alg)
             return self._decode(token, key, alg)
 
     def verify_local(self, token: str) -> Principal:

@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
-import orjson
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketError
 from tornado.websocket import websocket_connect as _websocket_connect
 
+from . import disconnect, protocol
 from .errors import NetSentinelError
 from .positions import Position
 from .protocol import BEARER_PREFIX, SUBPROTOCOL
@@ -63,11 +63,19 @@ __all__ = [
 log = logging.getLogger("netsentinel_websocket.client")
 
 MIB = 1024 * 1024
-CLOSE_NORMAL = 1000
-CLOSE_UNAUTHENTICATED = 4001
-CLOSE_TOKEN_EXPIRED = 4004
+CLOSE_NORMAL = disconnect.NORMAL.code
 # Closes that say "this client is wrong", where trying again would only repeat the mistake.
-FATAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+# (1007 invalid data, 1008 policy, 1010 a missing extension are RFC 6455's own.)
+FATAL_CLOSES = frozenset(
+    {
+        disconnect.PROTOCOL_ERROR.code,
+        disconnect.BINARY.code,
+        1007,
+        1008,
+        disconnect.TOO_BIG.code,
+        1010,
+    }
+)
 # Handshake answers worth another try (overload, a proxy in front of a restarting server).
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 599})
 
@@ -203,18 +211,21 @@ class _EndOfStream(Exception):
     """The server closed with 1000: the feed is over."""
 
 
-def _split(frame: str | bytes) -> list[dict[str, Any]]:
-    """A server frame holds one or more JSON messages separated by newlines."""
-    if isinstance(frame, bytes):
-        frame = frame.decode()
-    return [orjson.loads(part) for part in frame.split("\n") if part]
+def _decode(frame: str | bytes) -> list[protocol.ServerMessage]:
+    """A server frame's messages; one that is not protocol v1 means a broken connection."""
+    try:
+        return protocol.decode_frame(frame)
+    except protocol.MalformedMessage as exc:
+        raise _Retry(None, f"malformed server message: {exc}") from None
 
 
 def _close_outcome(code: int | None, reason: str, refreshable: bool) -> _Retry:
     """What a close means: returns the retry to make or raises the error that stops."""
     if code == CLOSE_NORMAL:
         raise _EndOfStream()
-    if code == CLOSE_UNAUTHENTICATED or (code == CLOSE_TOKEN_EXPIRED and not refreshable):
+    if code == disconnect.UNAUTHENTICATED.code or (
+        code == disconnect.TOKEN_EXPIRED.code and not refreshable
+    ):
         raise AuthenticationError(code, reason)
     if code in FATAL_CLOSES:
         raise ConnectionClosedError(code, reason)
@@ -275,7 +286,7 @@ class Client:
         self._ssl = ssl_context
         self._on_reconnect = on_reconnect
         self._positions: dict[str, Position] = dict(since or {})
-        self._pending: deque[dict[str, Any]] = deque()
+        self._pending: deque[protocol.ServerMessage] = deque()
         self._conn: WebSocketClientConnection | None = None
         self._ids = itertools.count(1)
         self._closed = False
@@ -329,7 +340,12 @@ class Client:
             finally:
                 self._reading = False
             if frame is not None:
-                self._pending.extend(_split(frame))
+                try:
+                    self._pending.extend(_decode(frame))
+                except _Retry as malformed:
+                    self._conn = None
+                    conn.close()
+                    await self._establish(malformed)
                 continue
             self._conn = None
             if self._closed:
@@ -433,58 +449,52 @@ class Client:
     async def _handshake(self, conn: WebSocketClientConnection) -> None:
         """Welcome, then subscribe (with ``since`` where a position is known)."""
         deadline = time.monotonic() + self._connect_timeout
-        buf: deque[dict[str, Any]] = deque()
+        buf: deque[protocol.ServerMessage] = deque()
         welcome = await _next(conn, buf, deadline, self._provider is not None)
-        if welcome.get("type") != "welcome":
-            raise _Retry(None, f"expected welcome, got {str(welcome.get('type'))[:40]!r}")
-        self._skew = float(welcome.get("server_time") or time.time()) - time.time()
+        if not isinstance(welcome, protocol.Welcome):
+            raise _Retry(None, f"expected welcome, got {welcome.type[:40]!r}")
+        self._skew = (welcome.server_time or time.time()) - time.time()
         request_id = next(self._ids)
-        message: dict[str, Any] = {"type": "subscribe", "id": request_id, "channels": self.channels}
-        if self.filter:
-            message["filter"] = self.filter
-        since = {c: p.as_dict() for c, p in self._positions.items()}
-        if since:
-            message["since"] = since
-        conn.write_message(orjson.dumps(message).decode())
+        conn.write_message(
+            protocol.subscribe_request(request_id, self.channels, self.filter, self._positions)
+        )
         while True:
             reply = await _next(conn, buf, deadline, self._provider is not None)
-            if reply.get("id") == request_id and reply.get("type") in ("subscribed", "error"):
+            if isinstance(reply, (protocol.Subscribed, protocol.ErrorReply)) and (
+                reply.id == request_id
+            ):
                 break
             self._pending.append(reply)
-        if reply.get("type") == "error":
-            raise SubscriptionError(str(reply.get("code")), str(reply.get("message", "")))
-        for channel, pos in (reply.get("positions") or {}).items():
-            self._positions[channel] = Position(pos["epoch"], int(pos["offset"]))
+        if isinstance(reply, protocol.ErrorReply):
+            raise SubscriptionError(reply.code, reply.message)
+        self._positions.update(reply.positions)
         self._pending.extend(buf)  # gaps and recovered events follow the reply
-        self._schedule_refresh(welcome.get("expires_at"))
+        self._schedule_refresh(welcome.expires_at)
 
     # --- messages ---
 
-    def _handle(self, msg: dict[str, Any]) -> Event | Gap | None:
+    def _handle(self, msg: protocol.ServerMessage) -> Event | Gap | None:
         """What a server message means for the caller; None for protocol chatter."""
-        kind = msg.get("type")
-        if kind == "event":
-            channel, epoch, offset = msg["channel"], msg["epoch"], int(msg["offset"])
+        if isinstance(msg, protocol.EventMessage):
+            channel, epoch, offset = msg.channel, msg.epoch, msg.offset
             last = self._positions.get(channel)
             if last is not None and last.epoch == epoch and offset <= last.offset:
                 return None  # already delivered: never twice
             self._positions[channel] = Position(epoch, offset)
-            return Event(channel, epoch, offset, msg["event"])
-        if kind == "gap":
-            channel = msg["channel"]
-            since = msg.get("from") or {}
-            resumed = self._positions.get(channel) or Position(msg["epoch"], 0)
-            return Gap(channel, Position(since.get("epoch", ""), since.get("offset", 0)), resumed)
-        if kind == "auth_ok":
-            self._schedule_refresh(msg.get("expires_at"))
-        elif kind == "unsubscribed" and msg.get("id") is None:
-            lost = [c for c in msg.get("channels") or () if c in self.channels]
+            return Event(channel, epoch, offset, msg.event)
+        if isinstance(msg, protocol.GapMessage):
+            resumed = self._positions.get(msg.channel) or Position(msg.epoch, 0)
+            return Gap(msg.channel, msg.since, resumed)
+        if isinstance(msg, protocol.AuthOk):
+            self._schedule_refresh(msg.expires_at)
+        elif isinstance(msg, protocol.Unsubscribed) and msg.id is None:
+            lost = [c for c in msg.channels if c in self.channels]
             log.warning("the refreshed token no longer allows %s", ", ".join(lost))
             self.channels = [c for c in self.channels if c not in lost]
             for channel in lost:
                 self._positions.pop(channel, None)
-        elif kind == "error":
-            log.warning("server error %s: %s", msg.get("code"), msg.get("message"))
+        elif isinstance(msg, protocol.ErrorReply):
+            log.warning("server error %s: %s", msg.code, msg.message)
         return None
 
     # --- tokens ---
@@ -498,9 +508,9 @@ class Client:
             token = await token
         return token
 
-    def _schedule_refresh(self, expires_at: Any) -> None:
+    def _schedule_refresh(self, expires_at: float | None) -> None:
         """With a provider, send a new token in band well before this one expires."""
-        self.expires_at = float(expires_at) if expires_at else None
+        self.expires_at = expires_at or None
         self._cancel_refresh()
         if self._provider is None or self.expires_at is None:
             return
@@ -519,8 +529,7 @@ class Client:
         try:
             token = await self._fresh_token()
             if conn is not None and conn is self._conn:
-                message = {"type": "auth", "id": next(self._ids), "token": token}
-                conn.write_message(orjson.dumps(message).decode())
+                conn.write_message(protocol.auth_request(next(self._ids), token))
         except WebSocketClosedError:
             pass
         except Exception as exc:
@@ -536,8 +545,11 @@ class Client:
 
 
 async def _next(
-    conn: WebSocketClientConnection, buf: deque[dict[str, Any]], deadline: float, refreshable: bool
-) -> dict[str, Any]:
+    conn: WebSocketClientConnection,
+    buf: deque[protocol.ServerMessage],
+    deadline: float,
+    refreshable: bool,
+) -> protocol.ServerMessage:
     """The next message of a connection being set up; a close becomes its outcome."""
     while not buf:
         try:
@@ -548,7 +560,7 @@ async def _next(
             raise _Retry(None, "no answer from the server") from None
         if frame is None:
             raise _close_outcome(conn.close_code, conn.close_reason or "", refreshable)
-        buf.extend(_split(frame))
+        buf.extend(_decode(frame))
     return buf.popleft()
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .auth import ALL_ALGORITHMS, JWTSettings, TokenVerifier
-from .errors import ConfigError
+from .errors import ConfigError as ConfigError  # raised here, re-exported for callers
 from .events import SEVERITIES
 from .globs import GlobError, compile_globs
 from .redact import DEFAULT_REDACT

@@ -56,7 +56,8 @@ class Filter:
         """True when the event passes every condition that is set."""
         if self.match_all:
             return True
-        if SEVERITY_RANK.get(event.get("severity"), 0) < self._min_rank:
+        severity: Any = event.get("severity")
+        if SEVERITY_RANK.get(severity, 0) < self._min_rank:
             return False
         if self._types is not None and not self._types.match(event.get("event_type", "")):
             return False

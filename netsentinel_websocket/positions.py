@@ -7,10 +7,10 @@ lost), so a client holding a position of another epoch cannot be served from his
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -106,9 +106,15 @@ class Recovery:
     recovered: bool
 
 
-def recover_from(
-    history: Collection[Publication], top: Position, since: Position | None
-) -> Recovery:
+class Recent(Protocol):
+    """The newest publications of a channel, oldest first (``history.History``)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Publication]: ...
+
+
+def recover_from(history: Recent, top: Position, since: Position | None) -> Recovery:
     """Pure history lookup: ``history`` holds the newest publications, ending at ``top``."""
     if since is None:
         return Recovery((), top, True)

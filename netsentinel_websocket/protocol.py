@@ -1,15 +1,23 @@
-"""Wire protocol v1 without I/O: client messages in, server messages out.
+"""Wire protocol v1 without I/O, both directions: the one place messages are spelled.
 
-``parse`` turns one client text frame into a request object or raises :class:`ProtocolError`
-with the error code to answer; no input makes it raise anything else. Encoders build the
-server's JSON messages as bytes.
+Server side: ``parse`` turns one client text frame into a request object or raises
+:class:`ProtocolError` with the error code to answer (no input makes it raise anything else);
+the encoders (``welcome``, ``subscribed``, ``gap``, ``reply``, ``error``) build the server's
+JSON messages as bytes (event messages are built once per event in ``positions``).
+
+Client side (``client``, ``tail`` and tests): ``subscribe_request`` and ``auth_request`` spell
+the requests, and ``decode_frame`` turns a server frame into typed messages
+(:class:`Welcome`, :class:`Subscribed`, :class:`EventMessage`, :class:`GapMessage`,
+:class:`Unsubscribed`, :class:`AuthOk`, :class:`ErrorReply`, or :class:`OtherMessage` for
+replies that carry nothing more, and for types a newer server may add), raising
+:class:`MalformedMessage` for anything else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -268,3 +276,227 @@ def reply(kind: str, request_id: RequestId, **fields: Any) -> bytes:
 
 def error(code: str, message: str, request_id: RequestId = None) -> bytes:
     return encode({"type": "error", "id": request_id, "code": code, "message": message})
+
+
+# --- the client's side ---
+
+
+class MalformedMessage(NetSentinelError):
+    """A server frame that is not protocol v1 (the client treats it as a broken connection)."""
+
+
+def subscribe_request(
+    request_id: int,
+    channels: Iterable[str],
+    filter: Mapping[str, Any] | None = None,
+    since: Mapping[str, Position] | None = None,
+) -> str:
+    """A ``subscribe`` request (the filter as the client wrote it, positions to resume from)."""
+    message: dict[str, Any] = {"type": "subscribe", "id": request_id, "channels": list(channels)}
+    if filter:
+        message["filter"] = dict(filter)
+    if since:
+        message["since"] = {channel: pos.as_dict() for channel, pos in since.items()}
+    return orjson.dumps(message).decode()
+
+
+def auth_request(request_id: int, token: str) -> str:
+    """An ``auth`` request: first authentication or a refresh."""
+    return orjson.dumps({"type": "auth", "id": request_id, "token": token}).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    type: ClassVar[str] = "welcome"
+    connection_id: str
+    node_id: str
+    server_time: float
+    channels: tuple[str, ...]
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    type: ClassVar[str] = "subscribed"
+    id: RequestId
+    channels: tuple[str, ...]
+    positions: Mapping[str, Position]
+    recovered: Mapping[str, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    type: ClassVar[str] = "event"
+    channel: str
+    epoch: str
+    offset: int
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class GapMessage:
+    type: ClassVar[str] = "gap"
+    channel: str
+    epoch: str
+    since: Position
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    type: ClassVar[str] = "unsubscribed"
+    id: RequestId
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOk:
+    type: ClassVar[str] = "auth_ok"
+    id: RequestId
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    type: ClassVar[str] = "error"
+    id: RequestId
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class OtherMessage:
+    """``pong``, ``ack_ok`` and types this client does not know: the type and request id."""
+
+    type: str
+    id: RequestId
+
+
+ServerMessage = (
+    Welcome
+    | Subscribed
+    | EventMessage
+    | GapMessage
+    | Unsubscribed
+    | AuthOk
+    | ErrorReply
+    | OtherMessage
+)
+
+
+def decode_frame(frame: str | bytes) -> list[ServerMessage]:
+    """The messages of one server text frame (one or more JSON objects, ``\\n``-separated)."""
+    if isinstance(frame, bytes):
+        try:
+            frame = frame.decode()
+        except UnicodeDecodeError:
+            raise MalformedMessage("frame is not UTF-8") from None
+    return [decode_message(part) for part in frame.split("\n") if part]
+
+
+def decode_message(text: str) -> ServerMessage:
+    """One server message."""
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise MalformedMessage("message is not valid JSON") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise MalformedMessage("message is not an object with a type")
+    try:
+        return _DECODERS.get(msg["type"], _decode_other)(msg)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedMessage(f"bad {msg['type'][:40]!r} message ({type(exc).__name__})") from None
+
+
+def _read_position(value: Any) -> Position:
+    if not isinstance(value, dict):
+        raise TypeError("a position must be an object")
+    epoch, offset = value["epoch"], value["offset"]
+    if not isinstance(epoch, str) or isinstance(offset, bool) or not isinstance(offset, int):
+        raise TypeError("a position is a string epoch and an integer offset")
+    return Position(epoch, offset)
+
+
+def _read_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("expected a list of names")
+    return tuple(value)
+
+
+def _read_text(msg: dict[str, Any], key: str) -> str:
+    value = msg[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be a string")
+    return value
+
+
+def _read_time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("expected a number of seconds")
+    return float(value)
+
+
+def _decode_welcome(msg: dict[str, Any]) -> Welcome:
+    """Lenient where the client needs nothing (a proxy or an older server may leave it out)."""
+    return Welcome(
+        str(msg.get("connection_id", "")),
+        str(msg.get("node_id", "")),
+        _read_time(msg.get("server_time")) or 0.0,
+        _read_names(msg.get("channels", [])),
+        _read_time(msg.get("expires_at")),
+    )
+
+
+def _decode_subscribed(msg: dict[str, Any]) -> Subscribed:
+    positions = msg.get("positions") or {}
+    recovered = msg.get("recovered") or {}
+    if not isinstance(positions, dict) or not isinstance(recovered, dict):
+        raise TypeError("positions and recovered must be objects")
+    return Subscribed(
+        msg.get("id"),
+        _read_names(msg["channels"]),
+        {channel: _read_position(pos) for channel, pos in positions.items()},
+        {channel: bool(flag) for channel, flag in recovered.items()},
+    )
+
+
+def _decode_event(msg: dict[str, Any]) -> EventMessage:
+    position = _read_position(msg)
+    event = msg["event"]
+    if not isinstance(event, dict):
+        raise TypeError("event must be an object")
+    return EventMessage(_read_text(msg, "channel"), position.epoch, position.offset, event)
+
+
+def _decode_gap(msg: dict[str, Any]) -> GapMessage:
+    return GapMessage(
+        _read_text(msg, "channel"), _read_text(msg, "epoch"), _read_position(msg["from"])
+    )
+
+
+def _decode_unsubscribed(msg: dict[str, Any]) -> Unsubscribed:
+    return Unsubscribed(msg.get("id"), _read_names(msg["channels"]))
+
+
+def _decode_auth_ok(msg: dict[str, Any]) -> AuthOk:
+    return AuthOk(msg.get("id"), _read_time(msg.get("expires_at")))
+
+
+def _decode_error(msg: dict[str, Any]) -> ErrorReply:
+    return ErrorReply(msg.get("id"), _read_text(msg, "code"), str(msg.get("message", "")))
+
+
+def _decode_other(msg: dict[str, Any]) -> OtherMessage:
+    return OtherMessage(msg["type"], msg.get("id"))
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any]], ServerMessage]] = {
+    "welcome": _decode_welcome,
+    "subscribed": _decode_subscribed,
+    "event": _decode_event,
+    "gap": _decode_gap,
+    "unsubscribed": _decode_unsubscribed,
+    "auth_ok": _decode_auth_ok,
+    "error": _decode_error,
+}

@@ -491,3 +491,83 @@ def test_unknown_types_are_named_in_at_most_40_characters():
         "unknown message type 'shutdown'",
     )
     assert refusal({"type": LONG}) == ("unknown_type", None, f"unknown message type '{'z' * 40}'")
+
+
+# --- the client's side of the wire ---
+
+
+def test_server_messages_decode_to_typed_values():
+    from netsentinel_websocket import protocol as p
+
+    frame = (
+        '{"type":"welcome","protocol":1,"connection_id":"c","node_id":"n","server_time":1.5,'
+        '"channels":["threats"],"expires_at":99}\n'
+        '{"type":"subscribed","id":1,"channels":["threats"],'
+        '"positions":{"threats":{"epoch":"E","offset":4}},"recovered":{"threats":true}}\n'
+        '{"type":"event","channel":"threats","epoch":"E","offset":5,"event":{"id":"x"}}\n'
+        '{"type":"gap","channel":"threats","epoch":"F","from":{"epoch":"E","offset":5}}\n'
+        '{"type":"unsubscribed","id":null,"channels":["threats"]}\n'
+        '{"type":"auth_ok","id":7,"expires_at":120}\n'
+        '{"type":"error","id":2,"code":"forbidden","message":"no"}\n'
+        '{"type":"pong","id":3,"server_time":2.0}\n'
+        '{"type":"from_the_future","id":4}'
+    )
+    assert p.decode_frame(frame) == [
+        p.Welcome("c", "n", 1.5, ("threats",), 99.0),
+        p.Subscribed(1, ("threats",), {"threats": Position("E", 4)}, {"threats": True}),
+        p.EventMessage("threats", "E", 5, {"id": "x"}),
+        p.GapMessage("threats", "F", Position("E", 5)),
+        p.Unsubscribed(None, ("threats",)),
+        p.AuthOk(7, 120.0),
+        p.ErrorReply(2, "forbidden", "no"),
+        p.OtherMessage("pong", 3),
+        p.OtherMessage("from_the_future", 4),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[1]",
+        '{"no":"type"}',
+        '{"type":"event","channel":"c","epoch":"E","offset":"5","event":{}}',
+        '{"type":"event","channel":"c","epoch":"E","offset":true,"event":{}}',
+        '{"type":"event","channel":"c","epoch":"E","offset":5,"event":[]}',
+        '{"type":"gap","channel":"c","epoch":"E"}',
+        '{"type":"subscribed","id":1,"channels":"c"}',
+        '{"type":"auth_ok","id":1,"expires_at":"soon"}',
+    ],
+)
+def test_a_malformed_server_message_is_refused(text):
+    from netsentinel_websocket import protocol as p
+
+    with pytest.raises(p.MalformedMessage):
+        p.decode_frame(text)
+
+
+def test_client_requests_are_spelled_as_the_server_parses_them():
+    from netsentinel_websocket import protocol as p
+
+    text = p.subscribe_request(
+        3, ["threats"], {"min_severity": "high"}, {"threats": Position("E", 9)}
+    )
+    assert orjson.loads(text) == {
+        "type": "subscribe",
+        "id": 3,
+        "channels": ["threats"],
+        "filter": {"min_severity": "high"},
+        "since": {"threats": {"epoch": "E", "offset": 9}},
+    }
+    request = parse(text)
+    assert (request.id, request.channels, request.since) == (
+        3,
+        ("threats",),
+        {"threats": Position("E", 9)},
+    )
+    assert orjson.loads(p.subscribe_request(1, ["a"])) == {
+        "type": "subscribe",
+        "id": 1,
+        "channels": ["a"],
+    }
+    assert parse(p.auth_request(4, "tok")) == Auth(4, "tok")
