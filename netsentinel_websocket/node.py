@@ -22,9 +22,10 @@ from . import disconnect
 from .auth import TokenVerifier
 from .broker import Broker
 from .broker_memory import MemoryBroker
-from .config import WebSocketSettings
+from .config import ConfigError, WebSocketSettings
 from .disconnect import Disconnect
 from .events import EventError, normalize_event, serialize_event
+from .geo import GeoError, GeoIP, open_backend
 from .hub import Hub
 from .metrics import Metrics
 from .positions import PreparedEvent
@@ -49,6 +50,7 @@ class Node:
         self.channels = own.channels
         self.router = Router(own.routes)
         self.redactor = Redactor(own.redact)
+        self.geoip = self._geoip()
         self.broker = broker or self._engine()
         self.hub = Hub(self.broker, self.redactor, self.metrics)
         self.ack_hook: HookCaller | None = None  # the host's netsentinel_alert_acknowledged
@@ -78,6 +80,17 @@ class Node:
             buffer_size=own.broker_buffer,
             channels=self.channels,
         )
+
+    def _geoip(self) -> GeoIP | None:
+        """Country enrichment when enabled; data that vanished since validation still names
+        its key."""
+        own = self.settings.node.geoip
+        if not own.enabled:
+            return None
+        try:
+            return GeoIP(open_backend(own.database))
+        except GeoError as exc:
+            raise ConfigError("websocket.geoip.database", str(exc)) from None
 
     # --- lifecycle ---
 
@@ -116,9 +129,12 @@ class Node:
     # --- the pipeline side ---
 
     def publish(self, event: Any) -> None:
-        """Normalize, route and hand an event to the broker; O(1) in subscribers, never awaits."""
+        """Normalize, enrich, route and hand an event to the broker; O(1) in subscribers, never
+        awaits."""
         try:
             normalized = normalize_event(event)
+            if self.geoip is not None:
+                self.geoip.enrich(normalized)
             full = serialize_event(normalized, self.settings.node.max_event_bytes)
         except EventError as exc:
             self.metrics.pipeline_rejected.labels(exc.reason).inc()
