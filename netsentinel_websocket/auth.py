@@ -31,8 +31,9 @@ from .errors import NetSentinelError
 
 logger = logging.getLogger(__name__)
 
-_HMAC = frozenset({"HS256", "HS384", "HS512"})
-ALL_ALGORITHMS: frozenset[str] = _HMAC | frozenset(
+#: The algorithms that sign with the shared secret (everything else is asymmetric).
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ALL_ALGORITHMS: frozenset[str] = HMAC_ALGORITHMS | frozenset(
     {
         "RS256",
         "RS384",
@@ -121,7 +122,7 @@ class TokenVerifier:
         if algorithms - ALL_ALGORITHMS:
             unknown = ", ".join(sorted(algorithms - ALL_ALGORITHMS))
             raise ValueError(f"jwt algorithms: not supported: {unknown}")
-        asymmetric = algorithms - _HMAC
+        asymmetric = algorithms - HMAC_ALGORITHMS
         if settings.secret is not None:
             if not settings.secret:
                 raise ValueError("jwt secret is empty")
@@ -146,7 +147,7 @@ class TokenVerifier:
         self._clock = clock
         self._algorithms = algorithms
         self._configured = bool(
-            (settings.secret is not None and algorithms & _HMAC)
+            (settings.secret is not None and algorithms & HMAC_ALGORITHMS)
             or self._pem_algs
             or settings.jwks_url
         )
@@ -167,7 +168,7 @@ class TokenVerifier:
         is older than `jwks_max_age` (so a key the issuer withdrew stops working)."""
         with _only_auth_errors():
             alg, kid = self._header(token)
-            if kid is not None and alg not in _HMAC and self._jwks_stale():
+            if kid is not None and alg not in HMAC_ALGORITHMS and self._jwks_stale():
                 await self._fetch_jwks()  # a failed fetch keeps the cached keys
             key = self._local_key(alg, kid)
             if key is None:  # only a JWKS lookup by `kid` comes back empty
@@ -206,7 +207,7 @@ class TokenVerifier:
 
         A token with a `kid` is checked against the JWKS when one is configured; otherwise the
         PEM key is used."""
-        if alg in _HMAC:
+        if alg in HMAC_ALGORITHMS:
             if self._settings.secret is None:
                 raise AuthError("no key configured")
             return self._settings.secret
@@ -341,8 +342,10 @@ def mint(
     """Sign an HS* token from the shared secret (the `token` command, demos and tests).
 
     `extra` claims are applied last, so they may override the standard ones."""
-    if algorithm not in _HMAC:
-        raise ValueError(f"mint signs with a secret: algorithm must be one of {sorted(_HMAC)}")
+    if algorithm not in HMAC_ALGORITHMS:
+        raise ValueError(
+            f"mint signs with a secret: algorithm must be one of {sorted(HMAC_ALGORITHMS)}"
+        )
     if not subject:
         raise ValueError("subject must not be empty")
     names = scopes.split() if isinstance(scopes, str) else list(scopes)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .auth import mint
+from .auth import HMAC_ALGORITHMS, mint
 from .config import ConfigError, load_file, validate
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope", default="channel:*", help='space-separated scopes (default "channel:*")'
     )
     token.add_argument("--ttl", type=float, default=3600, help="lifetime in seconds (default 3600)")
-    token.add_argument("--alg", default="HS256", choices=("HS256", "HS384", "HS512"))
+    token.add_argument("--alg", default="HS256", choices=sorted(HMAC_ALGORITHMS))
     token.set_defaults(func=cmd_token)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")

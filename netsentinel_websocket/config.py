@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .auth import ALL_ALGORITHMS, JWTSettings, TokenVerifier
+from .auth import ALL_ALGORITHMS, HMAC_ALGORITHMS, JWTSettings, TokenVerifier
 from .errors import ConfigError as ConfigError  # raised here, re-exported for callers
 from .events import SEVERITIES
 from .globs import GlobError, compile_globs
@@ -1130,7 +1130,7 @@ def _cross_checks(values: dict[str, Any]) -> None:
         and len(values["websocket.auth.jwt.secret"]) < 16
     ):
         raise ConfigError("websocket.auth.jwt.secret", "must be at least 16 characters")
-    asym = [a for a in algs if not a.startswith("HS")]
+    asym = [a for a in algs if a not in HMAC_ALGORITHMS]
     if (
         asym
         and values["websocket.auth.jwt.public_key"] is None

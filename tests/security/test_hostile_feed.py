@@ -380,3 +380,15 @@ async def test_history_is_bounded_by_bytes_and_a_resume_past_it_is_a_gap(serve_p
     gap = await again.recv_type("gap")
     assert gap["from"] == {"epoch": epoch, "offset": 0}
     again.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_oversized_token_is_refused_alike_in_the_header_and_in_a_message(serve_process):
+    proc = serve_process(attack_config())
+    huge = make_token(pad="x" * 9000)
+    request = HTTPRequest(proc.url, headers={"Authorization": f"Bearer {huge}"})
+    in_header = WSClient(await websocket_connect(request))
+    assert await in_header.closed() == (4001, "token too large")
+    in_message = WSClient(await websocket_connect(proc.url))
+    in_message.send({"type": "auth", "id": 1, "token": huge})
+    assert await in_message.closed() == (4001, "token too large")
