@@ -21,6 +21,7 @@ from .errors import NetSentinelError
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
+#: NetSentinel's StandardEvent fields, in the order a normalized event holds them.
 FIELDS = (
     "id",
     "timestamp",

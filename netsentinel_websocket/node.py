@@ -122,10 +122,6 @@ class Node:
         self._started = False
         self._stopping = False
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
     # --- the pipeline side ---
 
     def publish(self, event: Any) -> None:
