@@ -48,7 +48,8 @@ class Outbox:
     def __init__(self, transport: Transport, bound: int) -> None:
         self._transport = transport
         self._bound = bound
-        self._queue: deque[tuple[bytes, int] | Frames] = deque()
+        # made when something must wait (an empty deque costs 760 bytes; most connections keep up)
+        self._queue: deque[tuple[bytes, int] | Frames] | None = None
         self._queued = 0  # bytes of the frames in the queue (replays count as they are drawn)
         self._busy = False  # a write is in flight
         self._replays = 0
@@ -73,7 +74,7 @@ class Outbox:
             return True
         if self._queued + len(frame) > self._bound:
             return False
-        self._queue.append((frame, count))
+        self._waiting().append((frame, count))
         self._queued += len(frame)
         return True
 
@@ -83,7 +84,7 @@ class Outbox:
         if self._replays >= MAX_PENDING_REPLAYS:
             return False
         self._replays += 1
-        self._queue.append(frames)
+        self._waiting().append(frames)
         if not self._busy:
             self._next()
         return True
@@ -97,10 +98,17 @@ class Outbox:
 
     def clear(self) -> None:
         """Forget what waits (the connection is closing); a write in flight completes."""
-        self._queue.clear()
+        if self._queue is not None:
+            self._queue.clear()  # a _next() in progress stops here too
+            self._queue = None
         self._queued = 0
         self._replays = 0
         self._idle = None
+
+    def _waiting(self) -> deque[tuple[bytes, int] | Frames]:
+        if self._queue is None:
+            self._queue = deque()
+        return self._queue
 
     def _send(self, data: bytes | memoryview, count: int) -> None:
         self.sent += count
@@ -118,13 +126,14 @@ class Outbox:
     def _next(self) -> None:
         """Write what waits: the queued frames up to the next replay joined in one write, or
         the next frame of the replay at the head."""
-        while self._queue and not self._busy:
-            head = self._queue[0]
+        queue = self._queue
+        while queue and not self._busy:
+            head = queue[0]
             if isinstance(head, tuple):
                 parts: list[bytes] = []
                 count = 0
-                while self._queue and isinstance(waiting := self._queue[0], tuple):
-                    self._queue.popleft()
+                while queue and isinstance(waiting := queue[0], tuple):
+                    queue.popleft()
                     parts.append(waiting[0])
                     count += waiting[1]
                 self._queued -= sum(map(len, parts))
@@ -132,10 +141,12 @@ class Outbox:
                 continue
             drawn = next(head, None)
             if drawn is None:
-                self._queue.popleft()
+                queue.popleft()
                 self._replays -= 1
                 continue
             self._send(*drawn)
+        if self._queue is not None and not self._queue:
+            self._queue = None
         if self.idle and self._idle is not None:
             callback, self._idle = self._idle, None
             callback()

@@ -100,6 +100,17 @@ AUTH_TIMEOUT = disconnect.UNAUTHENTICATED.because("auth timeout")
 class Session:
     """The state of one connection's protocol; see the module docstring for the contract."""
 
+    __slots__ = (
+        "_settings",
+        "_channels",
+        "_connection_id",
+        "_node_id",
+        "_bucket",
+        "principal",
+        "subscriptions",
+        "closed",
+    )
+
     def __init__(
         self,
         settings: SessionSettings,

@@ -28,7 +28,9 @@ def valid_close_code(code: int) -> bool:
 class StrictProtocol(WebSocketProtocol13):
     """Tornado's protocol, refusing unmasked frames and bad close frames with 1002."""
 
-    _at_header = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._at_header = False  # set here, with Tornado's own, so instances share dict keys
 
     async def _receive_frame(self) -> None:
         self._at_header = True
