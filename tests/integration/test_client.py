@@ -432,3 +432,31 @@ async def test_retries_what_may_pass_and_stops_on_a_fatal_close(peer):
     ]
     assert [r.attempt for r in reconnects] == [1, 2, 3]
     assert info.value.code == 1009
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_malformed_server_message_is_a_broken_connection_resumed_from_where_it_was(peer):
+    async def garbled(ws: ScriptedPeer) -> None:
+        await ws.welcome_and_subscribe()
+        ws.send(event_message(1))
+        ws.write_message('{"type":"event","channel":"events","epoch":"E","offset":"two"}')
+
+    async def resumed(ws: ScriptedPeer) -> None:
+        request = await ws.welcome_and_subscribe()
+        assert request["since"] == {"events": {"epoch": "E", "offset": 1}}
+        ws.send(event_message(2))
+        ws.close(1000, "feed over")
+
+    reconnects: list[Reconnect] = []
+    async with Client(
+        peer(garbled, resumed),
+        token="t",
+        channels=["events"],
+        backoff_base=0.01,
+        on_reconnect=reconnects.append,
+    ) as c:
+        offsets = [item.offset async for item in c]
+    assert offsets == [1, 2]
+    assert [r.reason for r in reconnects] == [
+        "malformed server message: bad 'event' message (TypeError)"
+    ]
