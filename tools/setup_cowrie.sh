@@ -39,12 +39,17 @@ if [ ! -x "$venv/bin/twistd" ]; then
 fi
 # Twisted caches its plugin list (dropin.cache) next to the plugins; build it now so twistd,
 # running as the user, finds Cowrie's plugin without writing into the virtualenv.
-"$venv/bin/python" -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
+# (Loading Cowrie's plugin writes var/lib/cowrie/uuid under the current directory: run it in
+# a scratch one.)
+scratch="$(mktemp -d)"
+(cd "$scratch" && "$venv/bin/python" -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))')
 chown -R "$user:" "$venv"
 chmod -R u+rwX,go+rX "$venv"
 
 # The user must be able to run the interpreter and import Cowrie from where it is.
-runuser -u "$user" -- "$venv/bin/python" -c 'import cowrie, twisted.plugins.cowrie_plugin' >/dev/null
+chmod 0777 "$scratch"
+(cd "$scratch" && runuser -u "$user" -- "$venv/bin/python" -c 'import cowrie, twisted.plugins.cowrie_plugin' >/dev/null)
+rm -rf "$scratch"
 version="$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("cowrie"))')"
 echo "# Cowrie $version ready in $venv, run as $user" >&2
 echo "export NETSENTINEL_COWRIE_VENV=$venv"
