@@ -216,6 +216,7 @@ class RedisBroker:
         self._accepted = 0  # events ever put in the outbox
         self._written = 0  # of those, events the stream has taken (or skipped as repeated)
         self._progress = asyncio.Event()  # set (and replaced) after each written batch
+        self._took = asyncio.Event()  # set (and replaced) after each batch read from the streams
         self._deliver: Deliver | None = None
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()
@@ -240,9 +241,9 @@ class RedisBroker:
 
     async def stop(self) -> None:
         """Give the writer a moment to put what the pipeline handed over into the stream."""
-        deadline = time.monotonic() + CATCH_UP_WAIT
-        while self._outbox and self._ready and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        if self._outbox and self._ready:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.flushed(), CATCH_UP_WAIT)
         if self._task is not None:
             await _cancel({self._task})
             self._task = None
@@ -278,9 +279,10 @@ class RedisBroker:
         # A client coming from a node whose reader is ahead of ours: let ours catch up.
         deadline = time.monotonic() + CATCH_UP_WAIT
         while ch.epoch == since.epoch and ch.offset < since.offset and self._ready:
-            if time.monotonic() > deadline:
+            try:  # woken by each batch the reader takes
+                await asyncio.wait_for(self._took.wait(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
                 break
-            await asyncio.sleep(0.01)
         top = Position(ch.epoch, ch.offset)
         found = recover_from(ch.ring, top, since)
         if found.recovered or since.epoch != top.epoch or not 0 <= since.offset <= top.offset:
@@ -419,6 +421,8 @@ class RedisBroker:
                 ch = self._by_stream[key]
                 for entry_id, fields in entries:
                     self._take(ch, self._publication(ch, entry_id, fields), now)
+            self._took.set()
+            self._took = asyncio.Event()
 
     def _take(self, ch: _Channel, pub: Publication, now: float) -> None:
         """Deliver the next publication read from the stream (XREAD gives offsets > ours)."""

@@ -140,11 +140,13 @@ class Hub:
                 continue
             redactor = group.redactor
             members = tuple(group.members)
+            sent = 0  # events in the frames: a publication left out is not delivered
             for frame, count in coalesce(self._messages(chosen, redactor)):
                 for subscriber in members:
                     subscriber.send_frame(frame, count)
                 self._metrics.bytes_sent.inc(len(frame) * len(members))
-            channel.delivered.inc(len(chosen) * len(members))
+                sent += count
+            channel.delivered.inc(sent * len(members))
             for pub in chosen:
                 observe(now - pub.prepared.received)
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -509,27 +510,75 @@ def raw_client() -> Iterator[Any]:
 
 
 class FakeSubscriber:
-    """The hub's Subscriber protocol, recording the messages of every frame it is given."""
+    """The hub's Subscriber protocol without a socket: records every frame it takes, the
+    number of events the hub said each holds, and their messages.
 
-    def __init__(self, sensitive: bool = False) -> None:
+    ``paced=False`` plays a reader that keeps up: it takes every frame, replays included, at
+    once. ``paced=True`` plays a reader that takes the next frame only when :meth:`take` is
+    called: a replay's frames are drawn one call at a time, and frames sent meanwhile wait
+    behind it (as a connection's outbox keeps them).
+    """
+
+    def __init__(self, sensitive: bool = False, *, paced: bool = False) -> None:
         self.sensitive = sensitive
         self.closed = False
+        self.paced = paced
         self.frames: list[bytes] = []
+        self.counts: list[int] = []  # events per frame, as the hub declared them
         self.messages: list[dict[str, Any]] = []
+        self.errors: list[str] = []  # protocol violations (asserts in a loop callback get lost)
+        self._waiting: deque[Any] = deque()  # (frame, count) tuples and replay iterators
 
     def send_replay(self, frames: Any) -> None:
-        """A reader that keeps up: takes every frame of the replay at once."""
-        for frame, count in frames:
-            self.send_frame(frame, count)
+        if self.closed:
+            return
+        self._waiting.append(frames)
+        if not self.paced:
+            self.take_all()
 
     def send_frame(self, frame: bytes, count: int = 0) -> None:
         if self.closed:  # as a real connection: frames after the close are dropped
             return
+        if self._waiting:
+            self._waiting.append((frame, count))
+        else:
+            self._record(frame, count)
+
+    @property
+    def waiting(self) -> bool:
+        """True while frames (or a replay) wait to be taken."""
+        return bool(self._waiting)
+
+    def take(self) -> bool:
+        """Take the next waiting frame (drawing a replay's next one); False when none waits."""
+        while self._waiting and not self.closed:
+            head = self._waiting[0]
+            if isinstance(head, tuple):
+                self._waiting.popleft()
+                self._record(*head)
+                return True
+            drawn = next(head, None)
+            if drawn is None:
+                self._waiting.popleft()
+                continue
+            self._record(*drawn)
+            return True
+        return False
+
+    def take_all(self) -> None:
+        while self.take():
+            pass
+
+    def _record(self, frame: bytes, count: int) -> None:
         opcode, payload, end = next_frame(frame) or (0, b"", 0)
-        assert (opcode, end) == (1, len(frame)), "not exactly one text frame"
+        if (opcode, end) != (1, len(frame)):
+            self.errors.append(f"not exactly one text frame: {frame[:40]!r}")
         messages = frame_messages(payload)
-        assert sum(m["type"] == "event" for m in messages) == count
+        events = sum(m["type"] == "event" for m in messages)
+        if events != count:
+            self.errors.append(f"frame {len(self.frames)} holds {events} events, declared {count}")
         self.frames.append(frame)
+        self.counts.append(count)
         self.messages.extend(messages)
 
     def events(self, channel: str | None = None) -> list[dict[str, Any]]:

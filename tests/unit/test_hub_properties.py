@@ -3,7 +3,8 @@ against the hub and the memory broker, whose recover yields to the loop a random
 so publications land in the middle of handovers.
 
 Invariants, per subscriber and channel: events come in offset order within the epoch it was
-told, each offset exactly once, with no hole (a filtered subscriber skips only events its filter
+told, each offset exactly once on a connection (a ``subscribed`` reply never licenses an offset
+the connection already has), with no hole (a filtered subscriber skips only events its filter
 refuses); a resume from a position history still holds is recovered and continues with exactly
 the suffix after it; an unservable position is a gap; once everything settles, every subscriber
 stands at the broker's last position.
@@ -12,6 +13,7 @@ stands at the broker's last position.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -42,14 +44,41 @@ class Client:
         self.flt = flt
         self.seen = 0  # messages checked
         self.at: dict[str, Position] = {}  # where it stands per subscribed channel
+        # The last offset it got per channel, whatever replies said since: never moves back.
+        self.received: dict[str, Position] = {}
         self.task: asyncio.Task[None] | None = None
-        self.since: dict[str, Position] = {}
+        self.since: Mapping[str, Position] = {}
         self.top_at_start: dict[str, Position] = {}
         self.expect_gaps: set[str] = set()
 
     @property
     def busy(self) -> bool:
         return self.task is not None and not self.task.done()
+
+
+class TakenUp(Mapping[str, Position]):
+    """A resubscribe's ``since``: the positions of ``channels`` as the client knows them when
+    the hub first reads the request (``positions()`` is called then, once)."""
+
+    def __init__(self, channels: list[str], positions: Callable[[], dict[str, Position]]):
+        self._channels = channels
+        self._positions = positions
+        self._taken: dict[str, Position] | None = None
+
+    def _get(self) -> dict[str, Position]:
+        if self._taken is None:
+            known = self._positions()
+            self._taken = {c: known[c] for c in self._channels}
+        return self._taken
+
+    def __getitem__(self, channel: str) -> Position:
+        return self._get()[channel]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._channels)
 
 
 class HubMachine(RuleBasedStateMachine):
@@ -129,12 +158,20 @@ class HubMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(not c.busy for c in self.clients))
     @rule(data=st.data(), with_since=st.booleans(), channel=st.sampled_from(CHANNELS))
     def resubscribe(self, data: st.DataObject, with_since: bool, channel: str) -> None:
-        """Subscribe again on the same connection (one request at a time, as Tornado does)."""
+        """Subscribe again on the same connection (one request at a time, as Tornado does).
+
+        ``since`` holds what the client has when the hub takes the request up (an event in
+        flight before that is the client's to count), so one that comes again is a duplicate
+        the hub sent."""
         client = data.draw(st.sampled_from([c for c in self.clients if not c.busy]))
         self._check(client)
         channels = sorted({channel, *client.at})
-        since = {c: p for c, p in client.at.items() if with_since}
+        since = TakenUp(sorted(client.at) if with_since else [], lambda: self._positions(client))
         self._subscribe(client, channels, since, (1, 1))
+
+    def _positions(self, client: Client) -> dict[str, Position]:
+        self._check(client)
+        return dict(client.at)
 
     @precondition(lambda self: any(not c.busy and c.at for c in self.clients))
     @rule(data=st.data())
@@ -181,6 +218,9 @@ class HubMachine(RuleBasedStateMachine):
     def streams_are_exact(self) -> None:
         assert not self.errors, self.errors
         for client in self.clients:
+            assert client.sub.errors == []
+            if client.task is not None and client.task.done():
+                assert client.task.exception() is None  # a subscribe never fails
             self._check(client)
 
     # --- helpers ---
@@ -189,7 +229,7 @@ class HubMachine(RuleBasedStateMachine):
         self,
         client: Client,
         channels: list[str],
-        since: dict[str, Position],
+        since: Mapping[str, Position],
         yields: tuple[int, int],
     ) -> None:
         client.since = since
@@ -237,6 +277,10 @@ class HubMachine(RuleBasedStateMachine):
                 at = client.at[channel]  # KeyError: an event of a channel it is not on
                 assert msg["epoch"] == at.epoch
                 assert msg["offset"] > at.offset
+                got = client.received.get(channel)
+                if got is not None and got.epoch == msg["epoch"]:
+                    assert msg["offset"] > got.offset, ("a duplicate", channel, msg["offset"])
+                client.received[channel] = Position(msg["epoch"], msg["offset"])
                 severities = self.model[channel]
                 skipped = severities[at.offset : msg["offset"] - 1]
                 assert not any(flt.match({"severity": s}) for s in skipped), "a hole"
@@ -274,6 +318,9 @@ class HubMachine(RuleBasedStateMachine):
             elif channel in client.at:  # was already on it: no window in its live stream
                 self._assert_nothing_missed(client, channel, client.at[channel], position)
             assert position.epoch == top.epoch
+            got = client.received.get(channel)
+            if got is not None and got.epoch == position.epoch:  # never back: no offset twice
+                assert position.offset >= got.offset, ("moved back", channel, got, position)
             client.at[channel] = position
 
 

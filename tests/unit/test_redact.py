@@ -10,7 +10,14 @@ import pytest
 
 from netsentinel_websocket.config import DEFAULT_REDACT
 from netsentinel_websocket.opencanary import normalize
-from netsentinel_websocket.redact import MARK, Redactor
+from netsentinel_websocket.redact import (
+    MARK,
+    Redactor,
+    _strings,
+    authorization,
+    login_attempt,
+    url_secrets,
+)
 
 EVENT = {
     "event_type": "honeypot.ssh.login_attempt",
@@ -397,3 +404,114 @@ def test_cowrie_download_url_keeps_host_and_path():
 def test_cowrie_message_without_a_password_is_shared():
     event = {"data": {"message": "New connection: 203.0.113.7:53122 (10.0.0.5:22) [session: a1]"}}
     assert Redactor(DEFAULT_REDACT).apply(event) is None
+
+
+# --- text rules: exact output, and nothing copied when nothing changes ---
+
+
+def test_a_text_rule_reaches_strings_in_lists_and_objects():
+    scrub = _strings(url_secrets)
+    value = ["http://u:pw-1@h/", {"k": "/x?token=tk-2", "n": 3, "ok": "plain"}, 4]
+    assert scrub(value, {}) == [
+        f"http://u:{MARK}@h/",
+        {"k": f"/x?token={MARK}", "n": 3, "ok": "plain"},
+        4,
+    ]
+    unchanged = ["/a", {"k": "/b?x=1", "n": 3}]
+    assert scrub(unchanged, {}) is unchanged
+
+
+def test_a_text_rule_on_an_object_value_redacts_its_strings():
+    event = {"data": {"message": {"text": "login attempt [root/pw-3] failed", "n": 1}}}
+    assert Redactor([]).apply(event) == {
+        "data": {"message": {"text": f"login attempt [root/{MARK}] failed", "n": 1}}
+    }
+    assert Redactor([]).apply({"data": {"message": {"text": "hello", "n": 1}}}) is None
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"data": {"url": ["http://198.51.100.4/x.sh", "http://h/y?arch=x86"]}},  # lists of text
+        {"data": {"logdata": [{"USER": "b"}, 7]}},  # a list under a path: nothing in it to hide
+        # Text already in redacted form: the rule rebuilds an equal string, which is no change.
+        {"data": {"logdata": {"HEADERS": {"authorization": ["Basic [redacted]"]}}}},
+        {"data": {"message": "login attempt [root/[redacted]] failed"}},
+    ],
+)
+def test_nothing_changed_is_shared_not_copied(event):
+    assert Redactor(["data.logdata.PASSWORD"]).apply(event) is None
+
+
+def test_a_password_parameter_at_the_start_of_the_text_is_hidden():
+    assert url_secrets("password=pw-4&lang=en") == f"password={MARK}&lang=en"
+    assert url_secrets("pw=pw-5") == f"pw={MARK}"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (
+            'Digest username="100", realm="asterisk", response="deadbeef", algorithm=MD5',
+            f'Digest username="100", realm="asterisk", response={MARK}, algorithm=MD5',
+        ),
+        ("Digest ,,,", f"Digest {MARK}"),  # no parameter to keep: the credential is hidden
+        ("Bearer abc.def.ghi", f"Bearer {MARK}"),
+        ("c2lwOnNpcA==", MARK),  # no scheme
+    ],
+)
+def test_authorization_values_exactly(value, shown):
+    assert authorization(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("login attempt [root/pw-6", f"login attempt [root/{MARK}"),  # no closing bracket
+        ("login attempt [root/] failed", f"login attempt [root/{MARK}] failed"),  # empty password
+        ("[x] login attempt [root/pw-7", f"[x] login attempt [root/{MARK}"),  # `]` only before
+    ],
+)
+def test_login_attempt_edges(message, shown):
+    assert login_attempt(message) == shown
+
+
+@pytest.mark.parametrize(
+    ("logdata", "shown"),
+    [
+        ({"CMD": "AUTH", "ARGS": "redis-secret"}, {"CMD": "AUTH", "ARGS": MARK}),
+        ({"ARGS": "default redis-secret", "CMD": "auth"}, {"ARGS": MARK, "CMD": "auth"}),
+        ({"ARGS": ["a", "b"], "cmd": " Auth "}, {"ARGS": [MARK, MARK], "cmd": " Auth "}),
+        (
+            {"CMD": "ACL", "ARGS": "SETUSER alice on >pw-8 ~* +@all"},
+            {"CMD": "ACL", "ARGS": f"SETUSER alice on {MARK}"},
+        ),
+        (
+            {"CMD": "acl", "ARGS": "SETUSER bob #9f86d0"},
+            {"CMD": "acl", "ARGS": f"SETUSER bob {MARK}"},
+        ),
+    ],
+)
+def test_redis_arguments_exactly(logdata, shown):
+    event = {"data": {"logdata": logdata}}
+    assert Redactor([]).apply(event) == {"data": {"logdata": shown}}
+
+
+@pytest.mark.parametrize(
+    "logdata",
+    [
+        {"CMD": "AUTH", "ARGS": ""},  # nothing to hide
+        {"CMD": "SET", "ARGS": "greeting >hello #1 !x <y"},  # ACL rule syntax only counts in ACL
+        {"CMD": 7, "ARGS": "AUTHOR x"},  # no command text; AUTHOR is not AUTH
+    ],
+)
+def test_redis_arguments_without_a_secret_are_kept(logdata):
+    assert Redactor([]).apply({"data": {"logdata": logdata}}) is None
+
+
+def test_keys_that_are_not_strings_are_passed_over():
+    event = {1: "one", "data": {2.5: "x", None: "y", "Secret": "pw-9"}}
+    assert Redactor(["data.secret"]).apply(event) == {
+        1: "one",
+        "data": {2.5: "x", None: "y", "Secret": MARK},
+    }
