@@ -223,15 +223,8 @@ class WebSocketEndpoint(WebSocketHandler):
 
     async def _join(self, action: Join) -> None:
         request = action.request
-        channels = list(request.channels)
         await self.node.hub.subscribe(
-            self,
-            channels,
-            request.filter,
-            request.since,
-            lambda positions, recovered: protocol.subscribed(
-                request.id, channels, positions, recovered
-            ),
+            self, request.id, request.channels, request.filter, request.since
         )
 
     def _acknowledge(self, action: Acknowledge) -> bool | None:

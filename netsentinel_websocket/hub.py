@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from .filters import Filter
 from .frames import coalesce, iter_frames
 from .metrics import Metrics
 from .positions import Position, Publication, Recovery, catch_up
+from .protocol import RequestId
 from .redact import Redactor
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,6 @@ class _Audience:
         self.recovering: list[_Recovering] = []
         self.delivered = metrics.events_delivered.labels(name)
         self.subscribed = metrics.subscriptions.labels(name)
-
-
-ReplyBuilder = Callable[[Mapping[str, Position], Mapping[str, bool]], bytes]
 
 
 class Hub:
@@ -173,12 +171,13 @@ class Hub:
     async def subscribe(
         self,
         subscriber: Subscriber,
+        request_id: RequestId,
         channels: Sequence[str],
         flt: Filter,
         since: Mapping[str, Position],
-        reply: ReplyBuilder,
     ) -> None:
-        """Subscribe to ``channels``; writes ``reply(positions, recovered)``, then any gaps,
+        """Subscribe to ``channels``; writes the ``subscribed`` reply to ``request_id``, then
+        any gaps,
         then the missed events as a replay paced by the subscriber (frames of at most 1 MiB,
         each built when the previous one was taken), before the first live event of these
         channels.
@@ -223,7 +222,8 @@ class Hub:
             missed.extend(
                 pubs if flt.match_all else [p for p in pubs if flt.match(p.prepared.event)]
             )
-        for frame, _ in coalesce([reply(positions, recovered), *gaps]):
+        reply = protocol.subscribed(request_id, list(channels), positions, recovered)
+        for frame, _ in coalesce([reply, *gaps]):
             subscriber.send_frame(frame)
         if missed:
             subscriber.send_replay(iter_frames(self._replay_messages(missed, redactor)))

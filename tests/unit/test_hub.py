@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from netsentinel_websocket import hub as hub_module
-from netsentinel_websocket import protocol
 from netsentinel_websocket.broker_memory import MemoryBroker
 from netsentinel_websocket.filters import Filter
 from netsentinel_websocket.hub import Hub
@@ -76,7 +75,7 @@ async def subscribe(
 ) -> dict[str, Any]:
     """Subscribe and return the ``subscribed`` reply."""
     ids = list(channels)
-    await hub.subscribe(sub, ids, flt, since or {}, lambda p, r: protocol.subscribed(1, ids, p, r))
+    await hub.subscribe(sub, 1, ids, flt, since or {})
     return [m for m in sub.messages if m["type"] == "subscribed"][-1]
 
 
@@ -736,7 +735,7 @@ def test_subscriber_closed_during_recover_is_never_joined():
         publish(broker, "a", [1, 2])
         sub = FakeSubscriber()
         since = {"a": broker.position("a")}
-        task = asyncio.create_task(hub.subscribe(sub, ["a"], ALL, since, lambda p, r: b"{}"))
+        task = asyncio.create_task(hub.subscribe(sub, 1, ["a"], ALL, since))
         await asyncio.sleep(0)  # the task is now inside the broker's read
         sub.closed = True
         hub.remove(sub)

@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from netsentinel_websocket import protocol
 from netsentinel_websocket.broker_memory import MemoryBroker
 from netsentinel_websocket.filters import Filter
 from netsentinel_websocket.hub import Hub
@@ -236,13 +235,7 @@ class HubMachine(RuleBasedStateMachine):
         client.top_at_start = {c: self.broker.position(c) for c in channels}
         self.broker.yields.extend([yields] * len(since))
         client.task = self.loop.create_task(
-            self.hub.subscribe(
-                client.sub,
-                channels,
-                FILTERS[client.flt],
-                since,
-                lambda p, r: protocol.subscribed(1, channels, p, r),
-            )
+            self.hub.subscribe(client.sub, 1, channels, FILTERS[client.flt], since)
         )
 
     def _tampered(self, at: Position, how: str) -> Position:
