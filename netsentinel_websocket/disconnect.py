@@ -24,10 +24,11 @@ class Disconnect:
 
 NORMAL = Disconnect(1000, "")
 SHUTDOWN = Disconnect(1001, "server shutting down")
-PROTOCOL_ERROR = Disconnect(1002, "protocol error")
+PROTOCOL_ERROR = Disconnect(1002, "invalid close frame")
+UNMASKED = Disconnect(1002, "unmasked frame")
 BINARY = Disconnect(1003, "binary frames are not accepted")
 TOO_BIG = Disconnect(1009, "message too big")
-UNAUTHENTICATED = Disconnect(4001, "unauthenticated")
+UNAUTHENTICATED = Disconnect(4001, "authentication required")  # .because(why) for the rest
 TOKEN_EXPIRED = Disconnect(4004, "token expired")
 RATE_EXCEEDED = Disconnect(4008, "message rate exceeded")
 SLOW_CONSUMER = Disconnect(4009, "slow consumer")

@@ -244,7 +244,7 @@ class Session:
         except ProtocolError:
             request = None
         if not isinstance(request, Auth):
-            return self._close(disconnect.UNAUTHENTICATED.because("authentication required"))
+            return self._close(disconnect.UNAUTHENTICATED)
         return self._verify(request.token, request.id)
 
     def _dispatch(self, request: Request, wall: float) -> list[Action]:

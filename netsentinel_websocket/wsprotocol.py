@@ -17,7 +17,7 @@ from typing import Any
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketProtocol13
 
-CLOSE_PROTOCOL_ERROR = 1002
+from .disconnect import PROTOCOL_ERROR, UNMASKED
 
 
 def valid_close_code(code: int) -> bool:
@@ -41,16 +41,16 @@ class StrictProtocol(WebSocketProtocol13):
         if self._at_header:
             self._at_header = False
             if not data[1] & 0x80:
-                self.close_code = CLOSE_PROTOCOL_ERROR
-                self.close(CLOSE_PROTOCOL_ERROR, "unmasked frame")
+                self.close_code = UNMASKED.code
+                self.close(UNMASKED.code, UNMASKED.reason)
                 raise StreamClosedError()  # ends Tornado's frame loop, which drops the stream
         return data
 
     def _handle_message(self, opcode: int, data: bytes) -> Any:
         if opcode == 0x8 and not self.client_terminated and not _valid_close_payload(data):
             self.client_terminated = True
-            self.close_code = CLOSE_PROTOCOL_ERROR
-            self.close(CLOSE_PROTOCOL_ERROR, "invalid close frame")
+            self.close_code = PROTOCOL_ERROR.code
+            self.close(PROTOCOL_ERROR.code, PROTOCOL_ERROR.reason)
             return None
         return super()._handle_message(opcode, data)
 

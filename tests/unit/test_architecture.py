@@ -63,3 +63,22 @@ def test_no_module_imports_another_modules_private_names():
         if name.startswith("_")
     ]
     assert private == []
+
+
+def test_the_close_code_table_holds_every_disconnect_value():
+    from netsentinel_websocket import disconnect
+
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    table = doc.split("## Close codes", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        int(code): reasons
+        for code, reasons in re.findall(r"^\| (\d{4}) \|([^|]*)\|", table, re.MULTILINE)
+    }
+    values = [v for v in vars(disconnect).values() if isinstance(v, disconnect.Disconnect)]
+    assert values, "no Disconnect values found"
+    missing = [
+        f"{v.code} {v.reason!r}"
+        for v in values
+        if v.code not in rows or (v.reason and f"`{v.reason}`" not in rows[v.code])
+    ]
+    assert missing == []
