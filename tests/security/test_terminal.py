@@ -250,3 +250,17 @@ async def test_error_message_and_close_reason_are_escaped(hostile_server):
         f"netsentinel-websocket tail: disconnected (4009 {SAYING_SHOWN}); reconnecting and "
         "resuming",
     ]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_hostile_fields_through_a_guarded_server_reach_tail_inert(serve_process):
+    """The same attack with the three checks of tests/security/attack.py around it: tail shows
+    the fields escaped, a witness gets every event in order, the server's memory stays put."""
+    from .attack import Guard, attack_config
+
+    proc = serve_process(attack_config())
+    async with Guard(proc, rss_bound_kib=20 * 1024):
+        loop = asyncio.get_running_loop()
+        out, _ = await loop.run_in_executor(None, run_tail, proc)
+    text = assert_inert(out)
+    assert all(shown in text for shown in SHOWN)
