@@ -78,6 +78,9 @@ class Principal:
     subject: str
     scopes: frozenset[str]
     expires_at: float
+    # Which token it came from, for revocation (:mod:`.revocation`); not part of what it grants.
+    issued_at: float | None = field(default=None, compare=False)
+    token_id: str | None = field(default=None, compare=False)
 
     def can_subscribe(self, channel: str) -> bool:
         """`channel:<name>` grants one channel, `channel:*` grants them all."""
@@ -326,7 +329,14 @@ class TokenVerifier:
             start = _numeric_date(claims, name)
             if start is not None and start > now + leeway:
                 raise AuthError("token not yet valid")
-        return Principal(subject=subject, scopes=parse_scopes(claims.get("scope")), expires_at=exp)
+        jti = claims.get("jti")
+        return Principal(
+            subject=subject,
+            scopes=parse_scopes(claims.get("scope")),
+            expires_at=exp,
+            issued_at=_numeric_date(claims, "iat"),
+            token_id=jti if isinstance(jti, str) else None,
+        )
 
 
 def mint(

@@ -10,8 +10,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .positions import Position, PreparedEvent, Publication, Recovery
+from .revocation import Revocation, Revocations
 
 Deliver = Callable[[Publication], None]
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker cannot be asked right now (the hub turns a failed resume into a ``gap``; a
+    revocation that cannot be recorded is refused with 503)."""
 
 
 class Broker(Protocol):
@@ -48,3 +54,15 @@ class Broker(Protocol):
 
     def state(self) -> dict[str, Any]:
         """A JSON-able description for ``/healthz`` and ``/ws/stats``."""
+
+    def follow_revocations(self, revocations: Revocations) -> None:
+        """Keep ``revocations`` in step with every node's from :meth:`start` on (called
+        before it): each one learnt, this node's own included, is added to it."""
+
+    async def revoke(self, revocation: Revocation) -> None:
+        """Put a revocation in force here and on every node (where the broker persists, across
+        restarts too); :class:`BrokerUnavailable` when it cannot be recorded, and then it is
+        not in force anywhere."""
+
+    async def lift(self, revocation_id: str) -> bool:
+        """Take a revocation out of force on every node; False when there was none."""

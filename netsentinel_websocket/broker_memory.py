@@ -8,12 +8,14 @@ A line of a followed file that is published again (same id) is not appended twic
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from .broker import Deliver
 from .filefollow import Watermarks
 from .history import History
 from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
+from .revocation import Revocation, Revocations
 
 #: Per channel, the followed files (generations) whose last published line is remembered.
 FILE_SOURCES = 1024
@@ -37,6 +39,7 @@ class MemoryBroker:
         self._history_bytes = history_bytes
         self._channels: dict[str, _Sequence] = {}
         self._deliver: Deliver | None = None
+        self._revocations = Revocations()  # the node's, once it follows them
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -71,6 +74,16 @@ class MemoryBroker:
 
     def state(self) -> dict[str, Any]:
         return {"kind": "memory", "state": "ready", "ready": True}
+
+    def follow_revocations(self, revocations: Revocations) -> None:
+        self._revocations = revocations
+
+    async def revoke(self, revocation: Revocation) -> None:
+        """One node: in force at once, forgotten with the process."""
+        self._revocations.add(revocation, time.time())
+
+    async def lift(self, revocation_id: str) -> bool:
+        return self._revocations.lift(revocation_id) is not None
 
     def _channel(self, name: str) -> _Sequence:
         ch = self._channels.get(name)

@@ -10,6 +10,10 @@ subscriber on any node sees every node's events once, in stream order.
 While Redis is unreachable the node delivers its own new events at once under a node-local
 *outage epoch* and keeps them (bounded) for the stream; once written they are delivered again,
 numbered, under the stream's epoch. docs/scaling.md states the guarantees.
+
+Revocations are a hash (what is in force, so a restart keeps them) and a short stream of
+changes that the reader follows with the channels, so every node learns one within a read; a
+node (re)connecting loads the hash and the log's position in one transaction.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from .broker import Deliver
+from .broker import BrokerUnavailable, Deliver
 from .errors import ConfigError
 from .filefollow import file_source
 from .history import History
 from .metrics import Metrics
 from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
+from .revocation import Revocation, RevocationError, Revocations
 
 try:
     import redis.asyncio as aioredis
@@ -56,6 +61,7 @@ BACKOFF = (0.1, 2.0)  # reconnect delay: first, cap (doubling, +-20% jitter)
 CATCH_UP_WAIT = 2.0  # how long recover() waits for the reader to reach a client's position
 SOURCE_TTL = 86400  # seconds a node's publish sequence is remembered for retries
 FILE_SOURCE_TTL = 7 * 86400  # seconds a followed file's last published line is remembered
+REVOCATION_LOG = 10_000  # changes kept in the revocation log (readers follow it live)
 
 # KEYS: epoch, seq, stream. A missing epoch or counter means the stream's data is gone: start
 # a new epoch (ARGV[1]) so no node numbers events into a sequence clients cannot trust.
@@ -91,10 +97,6 @@ return {epoch, offset}
 )
 
 
-class BrokerUnavailable(RuntimeError):
-    """Redis cannot be asked right now (the hub turns a failed resume into a ``gap``)."""
-
-
 def split_url(url: str) -> tuple[str, str]:
     """The address for the redis client and the key prefix (``?prefix=`` query parameter)."""
     parts = urlsplit(url)
@@ -125,6 +127,15 @@ async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
 
 def _new_epoch() -> str:
     return secrets.token_hex(6)
+
+
+def _revocation(data: bytes) -> Revocation | None:
+    """A stored revocation; None (and a warning) for an entry no node could have written."""
+    try:
+        return Revocation.from_dict(orjson.loads(data))
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring a malformed revocation in redis")
+        return None
 
 
 class _Channel:
@@ -229,6 +240,10 @@ class RedisBroker:
         self._op = "connect"
         self._publish_sha = hashlib.sha1(PUBLISH_SCRIPT.encode()).hexdigest()
         self._sync_sha = hashlib.sha1(SYNC_SCRIPT.encode()).hexdigest()
+        revocations = f"{self.prefix}{{revocations}}:"  # one slot: changed in one transaction
+        self._revocation_set, self._revocation_log = revocations + "set", revocations + "log"
+        self._revocation_seen = "0-0"  # the last change read from the log
+        self._revocations = Revocations()  # the node's, once it follows them
 
     # --- the Broker interface ---
 
@@ -287,10 +302,9 @@ class RedisBroker:
         found = recover_from(ch.ring, top, since)
         if found.recovered or since.epoch != top.epoch or not 0 <= since.offset <= top.offset:
             return found
-        client = self._client
-        if client is None or not self._ready:
-            raise BrokerUnavailable(f"redis unavailable: {self._error}")
-        entries = await client.xrange(ch.keys[2], f"{since.offset + 1}-0", f"{top.offset}-0")
+        entries = await self._ready_client().xrange(
+            ch.keys[2], f"{since.offset + 1}-0", f"{top.offset}-0"
+        )
         pubs = [self._publication(ch, entry_id, fields) for entry_id, fields in entries]
         if ch.epoch != top.epoch or not pubs or pubs[0].offset != since.offset + 1:
             return Recovery((), self.position(channel), False)  # epoch changed or trimmed
@@ -319,6 +333,48 @@ class RedisBroker:
             "buffered": len(self._outbox),
             "dropped": self._dropped,
         }
+
+    def follow_revocations(self, revocations: Revocations) -> None:
+        self._revocations = revocations
+
+    async def revoke(self, revocation: Revocation) -> None:
+        """In force here at once (a full set refuses it before Redis is asked), then in the
+        hash and the log; if Redis fails it is lifted here again."""
+        client = self._ready_client()
+        self._revocations.add(revocation, time.time())
+        data = orjson.dumps(revocation.as_dict())
+        try:
+            await self._change(client, {"op": "add", "r": data}, hset=(revocation.id, data))
+        except BrokerUnavailable:
+            self._revocations.lift(revocation.id)
+            raise
+
+    async def lift(self, revocation_id: str) -> bool:
+        removed = await self._change(self._ready_client(), {"op": "lift", "id": revocation_id})
+        return self._revocations.lift(revocation_id) is not None or bool(removed)
+
+    async def _change(
+        self, client: Any, change: dict[str, Any], hset: tuple[str, bytes] | None = None
+    ) -> int:
+        """Store a revocation (``hset``) or delete one (``change["id"]``) and log the change,
+        in one transaction; what HSET or HDEL answered."""
+        pipe = client.pipeline(transaction=True)
+        if hset is None:
+            pipe.hdel(self._revocation_set, change["id"])
+        else:
+            pipe.hset(self._revocation_set, *hset)
+        pipe.xadd(self._revocation_log, change, maxlen=REVOCATION_LOG, approximate=True)
+        try:
+            answer, _ = await pipe.execute()
+        except Exception as exc:  # any failure: the change is not recorded
+            raise BrokerUnavailable(f"redis unavailable: {exc.__class__.__name__}") from None
+        return int(answer)
+
+    def _ready_client(self) -> Any:
+        client = self._client
+        if client is None or not self._ready:
+            raise BrokerUnavailable(f"redis unavailable: {self._error}")
+        return client
 
     # --- connection supervision ---
 
@@ -365,6 +421,8 @@ class RedisBroker:
             ch.synced = False
         self._op = "sync"
         await self._sync(writer, list(self._channels.values()))
+        self._op = "revocations"
+        await self._load_revocations(writer)
 
     async def _serve(self, reader: Any, writer: Any) -> None:
         tasks = {
@@ -412,12 +470,16 @@ class RedisBroker:
             if unsynced:
                 await self._sync(reader, unsynced)
             streams = {ch.keys[2]: f"{ch.offset}-0" for ch in channels}
+            streams[self._revocation_log] = self._revocation_seen
             reply = await reader.xread(streams, count=READ_COUNT, block=BLOCK_MS)
             if not reply:
                 await self._check_epochs(reader, channels)
                 continue
             now = time.time()
             for key, entries in reply:
+                if key == self._revocation_log.encode():
+                    self._follow_revocations(entries, now)
+                    continue
                 ch = self._by_stream[key]
                 for entry_id, fields in entries:
                     self._take(ch, self._publication(ch, entry_id, fields), now)
@@ -451,6 +513,33 @@ class RedisBroker:
                 ch.epoch = epoch
                 ch.ring.clear()
             ch.synced = True
+
+    async def _load_revocations(self, client: Any) -> None:
+        """Hold what the hash holds (changes missed while away included) and follow the log
+        from its end; forget revocations of tokens that expired meanwhile."""
+        pipe = client.pipeline(transaction=True)
+        pipe.hgetall(self._revocation_set)
+        pipe.xrevrange(self._revocation_log, count=1)
+        stored, last = await pipe.execute()
+        now = time.time()
+        found = [r for r in map(_revocation, stored.values()) if r is not None]
+        lapsed = [r.id for r in found if r.lapsed(now)]
+        if lapsed:
+            await client.hdel(self._revocation_set, *lapsed)
+        self._revocation_seen = last[0][0].decode() if last else "0-0"
+        self._revocations.replace([r for r in found if not r.lapsed(now)], now)
+
+    def _follow_revocations(self, entries: list[Any], now: float) -> None:
+        """Changes other nodes (and this one) logged: put in force or lift."""
+        for entry_id, fields in entries:
+            self._revocation_seen = entry_id.decode()
+            if fields.get(b"op") == b"lift":
+                self._revocations.lift(fields.get(b"id", b"").decode())
+            elif (revocation := _revocation(fields.get(b"r", b""))) is not None:
+                try:
+                    self._revocations.add(revocation, now)
+                except RevocationError as exc:
+                    log.warning("revocation %s not applied: %s", revocation.id, exc)
 
     async def _check_epochs(self, client: Any, channels: list[_Channel]) -> None:
         """An idle reader's check that the streams were not lost under it (FLUSHALL)."""

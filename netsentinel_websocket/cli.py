@@ -1,4 +1,5 @@
-"""The ``netsentinel-websocket`` command: ``serve``, ``token``, ``tail``, ``check-config``.
+"""The ``netsentinel-websocket`` command: ``serve``, ``token``, ``tail``, ``check-config``,
+``revoke``.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage (with a message naming
 the key, never a traceback).
@@ -9,16 +10,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
+import os
 import secrets
 import signal
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import __version__
 from .auth import HMAC_ALGORITHMS, mint
 from .config import ConfigError, load_file, validate
+from .tail import TOKEN_ENV
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -81,6 +88,30 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=cmd_check_config)
 
+    revoke = sub.add_parser(
+        "revoke",
+        help="revoke tokens on every node, list or lift revocations (admin API)",
+        description="Revoke a subject's tokens issued until now, or one token by its jti: "
+        "its live connections are closed with 4003 on every node and new ones refused. "
+        "Needs a token with the admin scope.",
+    )
+    revoke.add_argument(
+        "--url",
+        required=True,
+        help="the server: http(s)://host:port, or its WebSocket URL ws(s)://host:port/ws",
+    )
+    revoke.add_argument("--token", help=f"admin token (default: ${TOKEN_ENV})")
+    what = revoke.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sub", help="revoke the subject's tokens issued before now")
+    what.add_argument("--jti", help="revoke the one token with this jti claim")
+    what.add_argument("--list", action="store_true", help="list the revocations in force")
+    what.add_argument("--lift", metavar="ID", help="lift the revocation with this id")
+    revoke.add_argument("--reason", default="", help="why (kept with the revocation)")
+    revoke.add_argument(
+        "--exp", type=float, help="with --jti: the token's exp (the revocation ends with it)"
+    )
+    revoke.set_defaults(func=cmd_revoke)
+
     from .tail import add_parser as add_tail
 
     add_tail(sub)
@@ -118,6 +149,61 @@ def cmd_token(args: argparse.Namespace) -> int:
         print(f"netsentinel-websocket token: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """One call of the admin API; prints its JSON answer (control characters escaped)."""
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        print(f"netsentinel-websocket revoke: no token (--token or ${TOKEN_ENV})", file=sys.stderr)
+        return EXIT_CONFIG
+    admin = _admin_url(args.url)
+    if admin is None:
+        print(
+            f"netsentinel-websocket revoke: not an http(s) or ws(s) URL: {args.url!r}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    body: dict[str, Any] | None = None
+    if args.list:
+        method, path = "GET", "/revocations"
+    elif args.lift:
+        method, path = "DELETE", "/revocations/" + quote(args.lift, safe="")
+    else:
+        method, path = "POST", "/revoke"
+        body = {"sub": args.sub} if args.sub else {"jti": args.jti}
+        if args.reason:
+            body["reason"] = args.reason
+        if args.exp is not None:
+            body["exp"] = args.exp
+    request = urllib.request.Request(
+        admin + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            print(json.dumps(json.loads(response.read()), indent=2))
+            return 0
+    except urllib.error.HTTPError as exc:
+        answer = exc.read().decode("utf-8", "replace")
+        print(
+            f"netsentinel-websocket revoke: HTTP {exc.code}: {json.dumps(answer)}", file=sys.stderr
+        )
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"netsentinel-websocket revoke: {json.dumps(str(exc))}", file=sys.stderr)
+    return 1
+
+
+def _admin_url(url: str) -> str | None:
+    """The admin API's base from the server's address (path ``/ws`` unless one is given)."""
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("http", "https") or not parts.netloc:
+        return None
+    path = parts.path.rstrip("/") or "/ws"
+    return urlunsplit((scheme, parts.netloc, path + "/admin", "", ""))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

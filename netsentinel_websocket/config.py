@@ -522,11 +522,27 @@ KEYS: tuple[Key, ...] = (
         "A connection that does not answer a ping within this time is closed.",
     ),
     Key(
+        "websocket.sse.heartbeat",
+        "number (s)",
+        15,
+        _number(0.05, 3600),
+        "Comment line sent on every Server-Sent Events stream this often, so proxies do not "
+        "close an idle stream.",
+    ),
+    Key(
         "websocket.shutdown.grace",
         "number (s)",
         5,
         _number(0, 120),
         "On shutdown, time given to flush queued data before clients are closed with 1001.",
+    ),
+    Key(
+        "websocket.revocation.max_age",
+        "number (s)",
+        86400,
+        _number(60, 366 * 86400),
+        "How long a revocation by `jti` lasts when the revoker gave no `exp`: set it to your "
+        "longest token lifetime. Revocations by subject last until lifted. See docs/security.md.",
     ),
     Key(
         "websocket.broker",
@@ -751,6 +767,7 @@ class NodeSettings:
     shutdown_grace: float
     allowed_origins: tuple[str, ...]
     geoip: GeoSettings
+    revocation_max_age: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -769,6 +786,7 @@ class EndpointSettings:
     ping_timeout: float
     max_message_bytes: int
     queue_max_bytes: int
+    sse_heartbeat: float  # seconds between two comment lines on an SSE stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -1009,6 +1027,7 @@ def _websocket_settings(v: Mapping[str, Any], jwt: JWTSettings) -> WebSocketSett
             shutdown_grace=v["websocket.shutdown.grace"],
             allowed_origins=v["websocket.allowed_origins"],
             geoip=GeoSettings(v["websocket.geoip.enabled"], v["websocket.geoip.database"]),
+            revocation_max_age=v["websocket.revocation.max_age"],
         ),
         jwt=jwt,
         session=SessionSettings(
@@ -1023,6 +1042,7 @@ def _websocket_settings(v: Mapping[str, Any], jwt: JWTSettings) -> WebSocketSett
             ping_timeout=v["websocket.heartbeat.timeout"],
             max_message_bytes=v["websocket.limits.max_message_bytes"],
             queue_max_bytes=v["websocket.queue.max_bytes"],
+            sse_heartbeat=v["websocket.sse.heartbeat"],
         ),
         http=PageSettings(path=v["websocket.path"], dashboard_token=v["websocket.dashboard.token"]),
     )

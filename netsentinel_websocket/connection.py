@@ -12,12 +12,11 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from tornado.iostream import SSLIOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
-from . import disconnect, protocol
+from . import audit, disconnect, protocol
 from .auth import AuthError
 from .disconnect import Disconnect
 from .frames import text_frame
@@ -37,6 +36,7 @@ from .session import (
     Session,
     Verify,
 )
+from .transport import StreamTransport
 from .wsprotocol import StrictProtocol
 
 log = logging.getLogger("netsentinel_websocket.connection")
@@ -64,6 +64,7 @@ class WebSocketEndpoint(WebSocketHandler):
         self._timer: asyncio.TimerHandle | None = None
         self._subprotocol_token: str | None = None
         self._opened = time.monotonic()
+        self.opened_at = time.time()  # for the admin's connection list
 
     # --- Tornado settings, taken from the node's configuration ---
 
@@ -107,6 +108,10 @@ class WebSocketEndpoint(WebSocketHandler):
         return self._closing or ws is None or ws.is_closing()
 
     @property
+    def address(self) -> str:
+        return self._ip
+
+    @property
     def events_sent(self) -> int:
         return self._outbox.sent
 
@@ -139,7 +144,10 @@ class WebSocketEndpoint(WebSocketHandler):
 
     async def open(self) -> None:
         self.set_nodelay(True)
-        self._outbox = Outbox(_StreamTransport(self), self.node.settings.endpoint.queue_max_bytes)
+        ws = self.ws_connection
+        assert ws is not None and ws.stream is not None
+        transport = StreamTransport(ws.stream, self._broken)
+        self._outbox = Outbox(transport, self.node.settings.endpoint.queue_max_bytes)
         refusal = self.node.admit(self, self._ip)
         if refusal is not None:
             self.close_with(refusal)
@@ -192,12 +200,25 @@ class WebSocketEndpoint(WebSocketHandler):
         elif isinstance(action, Regroup):
             self.node.hub.regroup(self)
         elif isinstance(action, Acknowledge):
-            self._apply_all(self.session.acknowledged(action.request.id, self._acknowledge(action)))
+            recorded = self._acknowledge(action)
+            request = action.request
+            outcome = {True: "ok", False: "failed", None: "unavailable"}[recorded]
+            audit.record(
+                "ack",
+                action.subject,
+                self._ip,
+                outcome,
+                conn=self.connection_id,
+                alert_id=request.alert_id,
+                note=request.note,
+            )
+            self._apply_all(self.session.acknowledged(request.id, recorded))
 
     async def _verify(self, action: Verify) -> None:
         first = self.session.principal is None
         try:
             principal = await self.node.verifier.verify(action.token)
+            self.node.revocations.check(principal, time.time())
         except AuthError as exc:
             await self._run(self.session.refused(exc.reason))
             return
@@ -223,6 +244,15 @@ class WebSocketEndpoint(WebSocketHandler):
 
     async def _join(self, action: Join) -> None:
         request = action.request
+        principal = self.session.principal
+        audit.record(
+            "subscribe",
+            principal.subject if principal is not None else None,
+            self._ip,
+            "ok",
+            conn=self.connection_id,
+            channels=list(request.channels),
+        )
         await self.node.hub.subscribe(
             self, request.id, request.channels, request.filter, request.since
         )
@@ -312,44 +342,3 @@ class WebSocketEndpoint(WebSocketHandler):
                 "events_sent": self.events_sent,
             },
         )
-
-
-class _StreamTransport:
-    """The outbox's transport on Tornado's stream: a frame goes straight to the socket when
-    Tornado has nothing pending (its pings and pongs share the stream; bytes written past its
-    buffer would cut into the middle of its frame), the rest through the stream's buffer."""
-
-    __slots__ = ("_handler", "_stream", "_sock")
-
-    def __init__(self, handler: WebSocketEndpoint) -> None:
-        ws = handler.ws_connection
-        assert ws is not None and ws.stream is not None
-        self._handler = handler
-        self._stream = ws.stream
-        self._sock = None if isinstance(ws.stream, SSLIOStream) else ws.stream.socket
-
-    def send_now(self, data: bytes | memoryview) -> int:
-        if self._sock is None or self._stream.writing() or self._stream.closed():
-            return 0
-        try:
-            return self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except OSError:  # a dead peer: drop the connection; nothing more goes out
-            self._handler._broken()
-            return len(data)
-
-    def write(self, data: bytes | memoryview, done: Callable[[bool], None]) -> None:
-        try:
-            future = self._stream.write(data)
-        except StreamClosedError:
-            self._handler._broken()
-            return
-
-        def written(f: asyncio.Future[None]) -> None:
-            ok = not f.cancelled() and f.exception() is None
-            if not ok:
-                self._handler._broken()
-            done(ok)
-
-        future.add_done_callback(written)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import tornado.web
 from .auth import AuthError, Principal, TokenVerifier, bearer_token
 from .metrics import Metrics
 from .node import Node
+from .revocation import Revocations
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -27,10 +29,11 @@ _HOST = re.compile(
 class BearerHandler(tornado.web.RequestHandler):
     """Base for JSON endpoints guarded by an ``Authorization: Bearer`` token with a scope.
 
-    Subclasses set ``verifier`` and ``metrics`` in ``initialize``.
+    Subclasses set ``verifier``, ``revocations`` and ``metrics`` in ``initialize``.
     """
 
     verifier: TokenVerifier
+    revocations: Revocations
     metrics: Metrics
 
     def write_json(self, status: int, body: Any) -> None:
@@ -41,20 +44,27 @@ class BearerHandler(tornado.web.RequestHandler):
 
     async def bearer(self, scope: str) -> Principal | None:
         """The request's token if it carries ``scope``; otherwise answers 401/403 and None."""
-        token = bearer_token(self.request.headers.get("Authorization", ""))
+        principal = await self.authenticate(
+            bearer_token(self.request.headers.get("Authorization", ""))
+        )
+        if principal is not None and not principal.has(scope):
+            self.write_json(403, {"error": f"token lacks the {scope} scope"})
+            return None
+        return principal
+
+    async def authenticate(self, token: str | None) -> Principal | None:
+        """Whom ``token`` speaks for; otherwise answers 401 and None."""
         if token is None:
             self.set_header("WWW-Authenticate", "Bearer")
             self.write_json(401, {"error": "missing bearer token"})
             return None
         try:
             principal = await self.verifier.verify(token)
+            self.revocations.check(principal, time.time())
         except AuthError as exc:
             self.metrics.auth_failures.labels(exc.reason).inc()
             self.set_header("WWW-Authenticate", 'Bearer error="invalid_token"')
             self.write_json(401, {"error": exc.reason})
-            return None
-        if not principal.has(scope):
-            self.write_json(403, {"error": f"token lacks the {scope} scope"})
             return None
         return principal
 
@@ -65,6 +75,7 @@ class NodeHandler(BearerHandler):
     def initialize(self, node: Node) -> None:
         self.node = node
         self.verifier = node.verifier
+        self.revocations = node.revocations
         self.metrics = node.metrics
 
 

@@ -13,6 +13,12 @@ history is in, the hub flushes (so nothing handed over is left pending), stitche
 the buffer into the exact run from ``since`` to the broker's last delivered position, writes it,
 and adds the subscriber to its groups in the same loop turn: live delivery starts right after
 that position. A run that cannot be stitched without a hole is reported as a ``gap``.
+
+Server-Sent Events readers (:meth:`Hub.stream`) go through the same handover and groups, with
+the channel set in the group's key: each SSE event carries a cursor of the positions of all
+the stream's channels at that event, which is the same for every live member (each has been
+handed everything up to the hub's ``head`` of every channel), so the group's chunk is built
+once too. The hub keeps per channel the ``head``, the last position it has flushed.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any, Protocol
 
-from . import protocol
+from . import protocol, sse
 from .broker import Broker
 from .filters import Filter
 from .frames import coalesce, iter_frames
@@ -37,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: Replayed events are turned into messages this many at a time, as the subscriber reads.
 REPLAY_BATCH = 256
+
+#: The channels of an SSE reader's stream (its cursor's channels); None for a WebSocket.
+Streams = tuple[str, ...] | None
 
 
 class Subscriber(Protocol):
@@ -58,11 +67,15 @@ class Subscriber(Protocol):
 
 
 class _Group:
-    __slots__ = ("filter", "redactor", "members")
+    __slots__ = ("key", "filter", "redactor", "stream", "members")
 
-    def __init__(self, flt: Filter, redactor: Redactor | None) -> None:
+    def __init__(
+        self, key: tuple[Any, ...], flt: Filter, redactor: Redactor | None, stream: Streams
+    ) -> None:
+        self.key = key
         self.filter = flt
         self.redactor = redactor
+        self.stream = stream  # an SSE group's channels; None for WebSocket subscribers
         self.members: dict[Subscriber, None] = {}
 
 
@@ -75,11 +88,12 @@ class _Recovering:
 
 
 class _Audience:
-    __slots__ = ("name", "groups", "recovering", "delivered", "subscribed")
+    __slots__ = ("name", "head", "groups", "recovering", "delivered", "subscribed")
 
-    def __init__(self, name: str, metrics: Metrics) -> None:
+    def __init__(self, name: str, head: Position, metrics: Metrics) -> None:
         self.name = name
-        self.groups: dict[tuple[Any, bool], _Group] = {}
+        self.head = head  # the last position flushed (set again by every handover)
+        self.groups: dict[tuple[Any, ...], _Group] = {}
         self.recovering: list[_Recovering] = []
         self.delivered = metrics.events_delivered.labels(name)
         self.subscribed = metrics.subscriptions.labels(name)
@@ -139,7 +153,13 @@ class Hub:
             redactor = group.redactor
             members = tuple(group.members)
             sent = 0  # events in the frames: a publication left out is not delivered
-            for frame, count in coalesce(self._messages(chosen, redactor)):
+            chosen, messages = self._messages(chosen, redactor)
+            if group.stream is None:
+                frames = coalesce(messages)
+            else:
+                heads = {name: self._channels[name].head for name in group.stream}
+                frames = list(sse.event_chunks(heads, zip(chosen, messages, strict=True)))
+            for frame, count in frames:
                 for subscriber in members:
                     subscriber.send_frame(frame, count)
                 self._metrics.bytes_sent.inc(len(frame) * len(members))
@@ -147,24 +167,30 @@ class Hub:
             channel.delivered.inc(sent * len(members))
             for pub in chosen:
                 observe(now - pub.prepared.received)
+        channel.head = pubs[-1].position
 
-    def _messages(self, pubs: list[Publication], redactor: Redactor | None) -> list[bytes]:
-        """The wire messages of ``pubs``. Events are serialized where they enter, so this cannot
-        fail for them; should one still fail (a broker handing over something odd), it alone is
-        left out and counted: one bad publication never costs the others."""
+    def _messages(
+        self, pubs: list[Publication], redactor: Redactor | None
+    ) -> tuple[list[Publication], list[bytes]]:
+        """The wire messages of ``pubs``, with the publications they are of. Events are
+        serialized where they enter, so this cannot fail for them; should one still fail (a
+        broker handing over something odd), it alone is left out and counted: one bad
+        publication never costs the others."""
         try:
-            return [p.message(redactor) for p in pubs]
+            return pubs, [p.message(redactor) for p in pubs]
         except Exception:
-            messages = []
+            kept: list[Publication] = []
+            messages: list[bytes] = []
             for pub in pubs:
                 try:
                     messages.append(pub.message(redactor))
+                    kept.append(pub)
                 except Exception as exc:
                     self._metrics.broker_errors.labels("serialize").inc()
                     log.error(
                         "channel %s offset %d not deliverable: %r", pub.channel, pub.offset, exc
                     )
-            return messages
+            return kept, messages
 
     # --- subscriptions ---
 
@@ -185,6 +211,59 @@ class Hub:
         A reported position is where the subscriber stands: its next event on that channel
         has the following offset.
         """
+        handover = await self._handover(subscriber, channels, flt, since)
+        if handover is None:
+            return
+        positions, recovered, missed = handover
+        redactor = self._redactor_for(subscriber)
+        gaps = [
+            protocol.gap(name, positions[name].epoch, since[name])
+            for name, ok in recovered.items()
+            if not ok
+        ]
+        reply = protocol.subscribed(request_id, list(channels), positions, recovered)
+        for frame, _ in coalesce([reply, *gaps]):
+            subscriber.send_frame(frame)
+        if missed:
+            messages = (message for _, message in self._replay_messages(missed, redactor))
+            subscriber.send_replay(iter_frames(messages))
+        self._join(subscriber, channels, flt, redactor)
+
+    async def stream(
+        self,
+        reader: Subscriber,
+        channels: Sequence[str],
+        flt: Filter,
+        since: Mapping[str, Position],
+    ) -> None:
+        """An SSE reader's stream of ``channels``: the opening cursor, any gaps, the missed
+        events (paced as for :meth:`subscribe`), then live events, every event with the cursor
+        of the whole stream after it (:mod:`.sse`)."""
+        handover = await self._handover(reader, channels, flt, since)
+        if handover is None:
+            return
+        cursor, recovered, missed = handover
+        redactor = self._redactor_for(reader)
+        reader.send_frame(sse.opening(cursor))
+        for name, ok in recovered.items():
+            if not ok:
+                reader.send_frame(
+                    sse.gap(protocol.gap(name, cursor[name].epoch, since[name]), cursor)
+                )
+        if missed:
+            reader.send_replay(sse.event_chunks(cursor, self._replay_messages(missed, redactor)))
+        self._join(reader, channels, flt, redactor, tuple(channels))
+
+    async def _handover(
+        self,
+        subscriber: Subscriber,
+        channels: Sequence[str],
+        flt: Filter,
+        since: Mapping[str, Position],
+    ) -> tuple[dict[str, Position], dict[str, bool], list[Publication]] | None:
+        """Where the subscriber stands on each channel (``since`` where history serves it,
+        else where live delivery takes over), whether each ``since`` was served, and the missed
+        events that pass ``flt``; None when the subscriber closed meanwhile."""
         waiting = {name: _Recovering(subscriber) for name in channels if name in since}
         for name, recovering in waiting.items():
             self._leave(subscriber, name)  # no live event of these channels until caught up
@@ -196,15 +275,14 @@ class Hub:
             for name, recovering in waiting.items():
                 self._channel(name).recovering.remove(recovering)
         if subscriber.closed:
-            return
-        redactor = None if subscriber.sensitive else self._redactor
+            return None
         positions: dict[str, Position] = {}
         recovered: dict[str, bool] = {}
-        gaps: list[bytes] = []
         missed: list[Publication] = []
         for name in channels:
             # Live delivery goes on after the last position handed to the hub (all flushed).
             last = self._broker.position(name)
+            self._channel(name).head = last
             positions[name] = last
             if name not in waiting:
                 continue
@@ -216,25 +294,25 @@ class Hub:
             )
             recovered[name] = pubs is not None
             if pubs is None:
-                gaps.append(protocol.gap(name, last.epoch, since[name]))
                 continue
             positions[name] = since[name]
             missed.extend(
                 pubs if flt.match_all else [p for p in pubs if flt.match(p.prepared.event)]
             )
-        reply = protocol.subscribed(request_id, list(channels), positions, recovered)
-        for frame, _ in coalesce([reply, *gaps]):
-            subscriber.send_frame(frame)
-        if missed:
-            subscriber.send_replay(iter_frames(self._replay_messages(missed, redactor)))
-        self._join(subscriber, channels, flt, redactor)
+        return positions, recovered, missed
+
+    def _redactor_for(self, subscriber: Subscriber) -> Redactor | None:
+        return None if subscriber.sensitive else self._redactor
 
     def _replay_messages(
         self, pubs: list[Publication], redactor: Redactor | None
-    ) -> Iterator[bytes]:
-        """The messages of a replay, built as the subscriber draws them."""
+    ) -> Iterator[tuple[Publication, bytes]]:
+        """The messages of a replay with their publications, built as the subscriber draws
+        them."""
         for start in range(0, len(pubs), REPLAY_BATCH):
-            yield from self._messages(pubs[start : start + REPLAY_BATCH], redactor)
+            yield from zip(
+                *self._messages(pubs[start : start + REPLAY_BATCH], redactor), strict=True
+            )
 
     async def _recover(self, name: str, since: Position) -> Recovery:
         try:
@@ -250,16 +328,17 @@ class Hub:
         channels: Sequence[str],
         flt: Filter,
         redactor: Redactor | None,
+        stream: Streams = None,
     ) -> None:
         """Put the subscriber in the group of each channel (leaving any group it was in)."""
         mine = self._memberships.setdefault(subscriber, {})
-        key = (flt.key, redactor is None)
+        key = (flt.key, redactor is None) if stream is None else (flt.key, redactor is None, stream)
         for name in channels:
             self._leave(subscriber, name)
             channel = self._channel(name)
             group = channel.groups.get(key)
             if group is None:
-                group = channel.groups[key] = _Group(flt, redactor)
+                group = channel.groups[key] = _Group(key, flt, redactor, stream)
             group.members[subscriber] = None
             mine[name] = group
             channel.subscribed.inc()
@@ -280,10 +359,10 @@ class Hub:
 
     def regroup(self, subscriber: Subscriber) -> None:
         """Move a subscriber whose redaction class changed (token refresh) to the right groups."""
-        redactor = None if subscriber.sensitive else self._redactor
+        redactor = self._redactor_for(subscriber)
         for name, group in list(self._memberships.get(subscriber, {}).items()):
             if group.redactor is not redactor:
-                self._join(subscriber, [name], group.filter, redactor)
+                self._join(subscriber, [name], group.filter, redactor, group.stream)
 
     def subscriber_counts(self) -> dict[str, int]:
         """Subscribers per channel, for ``/ws/stats``."""
@@ -301,11 +380,13 @@ class Hub:
         channel = self._channels[name]
         channel.subscribed.dec()
         if not group.members:
-            channel.groups.pop((group.filter.key, group.redactor is None), None)
+            channel.groups.pop(group.key, None)
         return True
 
     def _channel(self, name: str) -> _Audience:
         channel = self._channels.get(name)
         if channel is None:
-            channel = self._channels[name] = _Audience(name, self._metrics)
+            channel = self._channels[name] = _Audience(
+                name, self._broker.position(name), self._metrics
+            )
         return channel

@@ -30,6 +30,7 @@ from .hub import Hub
 from .metrics import Metrics
 from .positions import PreparedEvent
 from .redact import Redactor
+from .revocation import Revocation, Revocations
 from .routing import Router
 
 log = logging.getLogger("netsentinel_websocket")
@@ -52,6 +53,8 @@ class Node:
         self.redactor = Redactor(own.redact)
         self.geoip = self._geoip()
         self.broker = broker or self._engine()
+        self.revocations = Revocations(self._revoked)  # kept in step by the broker
+        self.broker.follow_revocations(self.revocations)
         self.hub = Hub(self.broker, self.redactor, self.metrics)
         self.ack_hook: HookCaller | None = None  # the host's netsentinel_alert_acknowledged
         self.connections: dict[Any, None] = {}
@@ -181,6 +184,14 @@ class Node:
         self.metrics.connections.set(len(self.connections))
         if not self.connections:
             self._drained.set()
+
+    def _revoked(self, revocation: Revocation) -> None:
+        """A revocation came into force (from any node): close the live connections it
+        refuses, at once."""
+        for conn in list(self.connections):
+            principal = conn.session.principal
+            if principal is not None and revocation.refuses(principal):
+                conn.close_with(disconnect.REVOKED)
 
     def origin_allowed(self, origin: str, host: str) -> bool:
         """Browsers must come from a listed origin or the same origin (the dashboard page).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from . import admin, feeds
 from .config import validate
 from .hookspecs import HOOK_RELAY_SETTING, hookimpl
 from .http import routes
@@ -30,7 +31,9 @@ class WebSocketPlugin:
 
     @hookimpl
     def netsentinel_web_routes(self, config: dict[str, Any]) -> list[Any]:
-        return routes(self.node) if self.node else []
+        if self.node is None:
+            return []
+        return [*routes(self.node), *admin.routes(self.node), *feeds.routes(self.node)]
 
     @hookimpl
     def netsentinel_processors(self, config: dict[str, Any]) -> list[Any]:

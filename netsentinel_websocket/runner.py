@@ -27,6 +27,7 @@ from .http import BearerHandler
 from .httpserver import GuardedHTTPServer, guard_sockets, raise_fd_limit
 from .ingest import IngestServer, is_form, parse_body, parse_form, parse_item
 from .metrics import Metrics
+from .revocation import Revocations
 
 log = logging.getLogger("netsentinel_websocket.runner")
 
@@ -78,6 +79,7 @@ class IngestHandler(BearerHandler):
     def initialize(self, runner: Runner) -> None:
         self.runner = runner
         self.verifier = runner.verifier
+        self.revocations = runner.revocations
         self.metrics = runner.metrics
         self._body = bytearray()
         self._slot = False
@@ -155,6 +157,7 @@ class Runner:
         self.pm.hook.netsentinel_configure(config=config)
         own = getattr(self.pm.get_plugin("websocket"), "node", None)
         self.verifier = own.verifier if own else TokenVerifier(self.settings.websocket.jwt)
+        self.revocations = own.revocations if own else Revocations()
         self.metrics = own.metrics if own else Metrics()
         hook = self.pm.hook
         self.processors = [p for ps in hook.netsentinel_processors(config=config) for p in ps]

@@ -665,6 +665,30 @@ def test_a_resume_of_two_channels_recovers_one_and_reports_a_gap_for_the_other()
     assert delivered(sub, "c") == [(3, hidden(3))]
 
 
+def test_the_subscribed_reply_answers_the_request_id_and_names_the_channels_in_order():
+    async def scenario():
+        hub, broker = await make_hub()
+        publish(broker, "a", range(1, 4))
+        publish(broker, "b", range(1, 3))
+        epochs = {c: broker.position(c).epoch for c in "ab"}
+        sub = FakeSubscriber()
+        await hub.subscribe(sub, "req-7", ["b", "a"], ALL, {"a": Position(epochs["a"], 1)})
+        return sub, epochs
+
+    sub, epochs = asyncio.run(scenario())
+    assert sub.messages[0] == {
+        "type": "subscribed",
+        "id": "req-7",
+        "channels": ["b", "a"],
+        "positions": {
+            "b": {"epoch": epochs["b"], "offset": 2},
+            "a": {"epoch": epochs["a"], "offset": 1},
+        },
+        "recovered": {"a": True},
+    }
+    assert delivered(sub) == [(2, hidden(2)), (3, hidden(3))]
+
+
 def test_a_new_epoch_at_the_same_offsets_during_the_handover_is_a_gap():
     """History is read in the old epoch; the channel then restarts and reaches the same
     offsets again in a new one: those are other events, so the subscriber gets a gap."""

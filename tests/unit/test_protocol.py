@@ -566,3 +566,58 @@ def test_client_requests_are_spelled_as_the_server_parses_them():
         "channels": ["a"],
     }
     assert parse(p.auth_request(4, "tok")) == Auth(4, "tok")
+
+
+def test_a_frame_is_split_at_newlines_only_and_may_come_as_bytes():
+    frame = (
+        '{"type": "error", "id": 1, "code": "forbidden", "message": "not allowed here"}\n'
+        '{"type": "pong", "id": 2}\n'
+    )
+    expected = [
+        protocol.ErrorReply(1, "forbidden", "not allowed here"),
+        protocol.OtherMessage("pong", 2),
+    ]
+    assert protocol.decode_frame(frame) == expected
+    assert protocol.decode_frame(frame.encode()) == expected
+
+
+@pytest.mark.parametrize(
+    ("frame", "text"),
+    [
+        (b'{"type":"pong","id":"\xff"}', "frame is not UTF-8"),
+        ("not json", "message is not valid JSON"),
+        ("[1]", "message is not an object with a type"),
+        ('{"type":7}', "message is not an object with a type"),
+        (
+            '{"type":"event","channel":"c","epoch":"E","offset":5,"event":[]}',
+            "bad 'event' message (TypeError)",
+        ),
+        ('{"type":"gap","channel":"c","epoch":"E"}', "bad 'gap' message (KeyError)"),
+        ('{"type":"auth_ok","id":1,"expires_at":true}', "bad 'auth_ok' message (TypeError)"),
+        ('{"type":"auth_ok","id":1,"expires_at":"soon"}', "bad 'auth_ok' message (TypeError)"),
+        (
+            '{"type":"subscribed","id":1,"channels":["c"],"positions":[1],"recovered":{}}',
+            "bad 'subscribed' message (TypeError)",
+        ),
+        (
+            '{"type":"subscribed","id":1,"channels":["c"],"positions":{},"recovered":[1]}',
+            "bad 'subscribed' message (TypeError)",
+        ),
+        ('{"type":"welcome","channels":"c"}', "bad 'welcome' message (TypeError)"),
+    ],
+)
+def test_a_malformed_server_message_is_named_in_the_error(frame, text):
+    """The client reports it as ``malformed server message: <text>``."""
+    with pytest.raises(protocol.MalformedMessage) as info:
+        protocol.decode_frame(frame)
+    assert str(info.value) == text
+
+
+def test_fields_a_server_may_leave_out_decode_to_empty_values():
+    assert protocol.decode_frame('{"type":"welcome"}') == [protocol.Welcome("", "", 0.0, (), None)]
+    assert protocol.decode_frame('{"type":"error","id":1,"code":"rate_limited"}') == [
+        protocol.ErrorReply(1, "rate_limited", "")
+    ]
+    assert protocol.decode_frame('{"type":"unsubscribed","id":5,"channels":["a","b"]}') == [
+        protocol.Unsubscribed(5, ("a", "b"))
+    ]
