@@ -110,18 +110,25 @@ class SSEHandler(FeedHandler):
         self.connection_id = secrets.token_hex(8)
         self.address = self.request.remote_ip or "?"
         self.opened_at = time.time()
-        self.session: Reading | None = None
+        self._reading: Reading | None = None  # set once the reader is admitted
         self._outbox: Outbox | None = None
         self._ended: asyncio.Future[Disconnect] | None = None  # made once the reader is admitted
         self._closing = False  # ending once drained: no new frames
         self._expiry: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
 
+    @property
+    def session(self) -> Reading:
+        """Whom the reader speaks for and its channels (``node.Connection``): a reader is
+        admitted, and so seen by the node, only once this is known."""
+        assert self._reading is not None, "read before the reader was admitted"
+        return self._reading
+
     # --- the Subscriber side used by the hub ---
 
     @property
     def sensitive(self) -> bool:
-        return self.session is not None and self.session.principal.sensitive
+        return self._reading is not None and self._reading.principal.sensitive
 
     @property
     def closed(self) -> bool:
@@ -165,7 +172,7 @@ class SSEHandler(FeedHandler):
         if self.request.version != "HTTP/1.1":
             self.write_json(505, {"error": "Server-Sent Events need HTTP/1.1"})
             return
-        self.session = Reading(principal, channels)
+        self._reading = Reading(principal, channels)
         refusal = self.node.admit(self, self.address)
         if refusal is not None:
             self._refuse(refusal)
@@ -182,7 +189,7 @@ class SSEHandler(FeedHandler):
             self._teardown()
 
     async def _serve(self, channels: tuple[str, ...], flt: Any, since: Any) -> None:
-        assert self.session is not None and self._ended is not None
+        assert self._reading is not None and self._ended is not None
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")
@@ -280,7 +287,7 @@ class SSEHandler(FeedHandler):
         reason = self._ended.result() if self._ended and self._ended.done() else None
         if self._outbox is not None:
             self._outbox.clear()
-        subject = self.session.principal.subject if self.session else None
+        subject = self._reading.principal.subject if self._reading else None
         self.node.release(self, self.address, subject)
         code = reason.code if reason else 1006
         self.node.metrics.closes.labels(close_label(code)).inc()

@@ -13,20 +13,21 @@ import os
 import socket
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Collection
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from pluggy import HookCaller
 
 from . import disconnect
-from .auth import TokenVerifier
+from .auth import Principal, TokenVerifier
 from .broker import Broker
 from .broker_memory import MemoryBroker
 from .config import ConfigError, WebSocketSettings
 from .disconnect import Disconnect
 from .events import EventError, normalize_event, serialize_event
 from .geo import GeoError, GeoIP, open_backend
-from .hub import Hub
+from .hub import Hub, Subscriber
 from .metrics import Metrics
 from .positions import PreparedEvent
 from .redact import Redactor
@@ -34,6 +35,43 @@ from .revocation import Revocation, Revocations
 from .routing import Router
 
 log = logging.getLogger("netsentinel_websocket")
+
+
+class Seat(Protocol):
+    """What every connection holds of its session: whom it speaks for (None until a token is
+    accepted) and the channels it is on."""
+
+    @property
+    def principal(self) -> Principal | None: ...
+
+    @property
+    def subscriptions(self) -> Collection[str]: ...
+
+
+class Connection(Subscriber, Protocol):
+    """What the node (admission, shutdown, revocation) and the admin API need of a connection,
+    a WebSocket (``connection.WebSocketEndpoint``) or an SSE reader (``feeds.SSEHandler``)."""
+
+    connection_id: str
+    opened_at: float
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def session(self) -> Seat: ...
+
+    @property
+    def events_sent(self) -> int: ...
+
+    @property
+    def queued_bytes(self) -> int: ...
+
+    def close_with(self, reason: Disconnect) -> None: ...
+
+    def close_when_drained(self, reason: Disconnect) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class Node:
@@ -57,7 +95,7 @@ class Node:
         self.broker.follow_revocations(self.revocations)
         self.hub = Hub(self.broker, self.redactor, self.metrics)
         self.ack_hook: HookCaller | None = None  # the host's netsentinel_alert_acknowledged
-        self.connections: dict[Any, None] = {}
+        self.connections: dict[Connection, None] = {}
         self._per_ip: Counter[str] = Counter()
         self._per_subject: Counter[str] = Counter()
         self._published = {c: self.metrics.events_published.labels(c) for c in self.channels}
@@ -150,7 +188,7 @@ class Node:
 
     # --- connection admission ---
 
-    def admit(self, conn: Any, ip: str) -> Disconnect | None:
+    def admit(self, conn: Connection, ip: str) -> Disconnect | None:
         """Register a new connection; how to close it when a global or per-address cap is
         reached or the node is stopping."""
         if self._stopping:
@@ -174,7 +212,7 @@ class Node:
         self._per_subject[subject] += 1
         return None
 
-    def release(self, conn: Any, ip: str, subject: str | None) -> None:
+    def release(self, conn: Connection, ip: str, subject: str | None) -> None:
         """Forget a closed connection."""
         if self.connections.pop(conn, False) is not False:
             _decrement(self._per_ip, ip)
