@@ -149,6 +149,49 @@ def test_jti_of_any_type_is_left_alone(jti: Any) -> None:
     assert verifier().verify_local(token(jti=jti)).subject == "alice"
 
 
+# --- iat and jti: which token a principal came from (for revocation) -------------------------
+
+
+def test_principal_carries_the_tokens_iat_and_jti() -> None:
+    principal = verifier().verify_local(token(jti="j-1"))
+    assert (principal.issued_at, principal.token_id) == (1_700_000_000.0, "j-1")
+    assert type(principal.issued_at) is float  # an integer iat becomes a float, as exp does
+    # not part of what it grants: a principal without them compares equal
+    assert principal == Principal("alice", frozenset({"channel:threats"}), NOW + 3600)
+
+
+def test_a_fractional_iat_is_kept_as_it_is() -> None:
+    assert verifier().verify_local(token(iat=1_699_999_999.25)).issued_at == 1_699_999_999.25
+
+
+def test_a_token_without_iat_or_jti_gives_none_for_both() -> None:
+    tok = hand_signed({"alg": "HS256", "typ": "JWT"}, CLAIMS, SECRET.encode())
+    principal = verifier().verify_local(tok)
+    assert (principal.subject, principal.issued_at, principal.token_id) == ("alice", None, None)
+
+
+def test_a_null_iat_counts_as_absent() -> None:
+    principal = verifier().verify_local(token(iat=None, jti="j-2"))
+    assert (principal.issued_at, principal.token_id) == (None, "j-2")
+
+
+@pytest.mark.parametrize("jti", [42, 4.5, True, ["a"], {"id": 1}, None])
+def test_a_jti_that_is_not_a_string_is_no_token_id(jti: Any) -> None:
+    principal = verifier().verify_local(token(jti=jti))
+    assert (principal.issued_at, principal.token_id) == (1_700_000_000.0, None)
+
+
+@pytest.mark.parametrize("jti", ["", " ", "JTI-1"])
+def test_a_string_jti_is_the_token_id_as_it_is(jti: str) -> None:
+    assert verifier().verify_local(token(jti=jti)).token_id == jti
+
+
+@pytest.mark.parametrize("iat", ["yesterday", "1700000000", True, [1], {"t": 1}, 10**400])
+def test_an_iat_of_the_wrong_type_is_a_malformed_token(iat: Any) -> None:
+    error = refused(verifier(), token(iat=iat))
+    assert (error.reason, error.expired) == ("malformed token", False)
+
+
 @pytest.mark.parametrize("segment", [b"[1]", b'"alg"', b"7", b"null"])
 def test_header_that_is_not_an_object(segment: bytes) -> None:
     _, claims, signature = token().split(".")

@@ -9,6 +9,8 @@ the loop turn after a publication runs), never by waiting.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 from types import SimpleNamespace
 from typing import Any
@@ -852,3 +854,318 @@ def test_a_resume_with_nothing_missed_sends_the_reply_only(sensitive):
     sub, reply = asyncio.run(scenario())
     assert reply["recovered"] == {"a": True}
     assert not sub.waiting and sub.counts == [0]
+
+
+# --- Server-Sent Events readers (Hub.stream) ---
+#
+# The stream's bytes are stated literally: every channel's epoch is ``e<channel>`` (see
+# FixedEpochBroker), an event's message is spelled out by ``message``, a cursor is the unpadded
+# base64url of the JSON list of ``[channel, epoch, offset]`` in channel order, and each chunk is
+# framed for HTTP/1.1 chunked transfer encoding.
+
+
+class FixedEpochBroker(MemoryBroker):
+    """The memory broker with epoch ``e<channel>`` for every channel instead of a random one."""
+
+    def _channel(self, name):
+        new = name not in self._channels
+        ch = super()._channel(name)
+        if new:
+            ch.epoch = "e" + name
+        return ch
+
+
+class SSEReader(FakeSubscriber):
+    """An SSE reader: records every chunk as it is (they are HTTP chunks, not WebSocket
+    frames) with the event count the hub declared; paced as FakeSubscriber."""
+
+    def _record(self, frame: bytes, count: int) -> None:
+        self.frames.append(frame)
+        self.counts.append(count)
+
+
+def chunk(payload: bytes) -> bytes:
+    """``payload`` as one HTTP/1.1 chunk: hex length, CRLF, payload, CRLF."""
+    return b"%x\r\n%b\r\n" % (len(payload), payload)
+
+
+def unchunk(data: bytes) -> bytes:
+    """The payload of one HTTP/1.1 chunk (and a check that it is exactly one)."""
+    head, _, rest = data.partition(b"\r\n")
+    size = int(head, 16)
+    assert rest[size:] == b"\r\n"
+    return rest[:size]
+
+
+def cursor(*triples: tuple[str, str, int]) -> bytes:
+    raw = json.dumps([list(t) for t in triples], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+def message(channel: str, offset: int, n: int, sensitive: bool = False, **extra: str) -> bytes:
+    """The ``event`` message of event ``n`` of ``publish`` at ``offset`` of ``channel``."""
+    secret = f"pw-{n}" if sensitive else "[redacted]"
+    tail = "".join(f',"{key}":"{value}"' for key, value in extra.items())
+    return (
+        f'{{"type":"event","channel":"{channel}","epoch":"e{channel}","offset":{offset},'
+        f'"event":{{"severity":"high","n":{n},"data":{{"secret":"{secret}",'
+        f'"ip":"203.0.113.7"}}{tail}}}}}'
+    ).encode()
+
+
+def sse_event(cur: bytes, msg: bytes) -> bytes:
+    return b"id: " + cur + b"\nevent: event\ndata: " + msg + b"\n\n"
+
+
+def opening(cur: bytes) -> bytes:
+    return chunk(b": netsentinel\nid: " + cur + b"\n\n")
+
+
+def test_the_cursor_spelling_of_these_tests():
+    # [["a","ea",1]] and [["a","ea",2],["b","eb",0]] in base64url without padding
+    assert cursor(("a", "ea", 1)) == b"W1siYSIsImVhIiwxXV0"
+    assert cursor(("a", "ea", 2), ("b", "eb", 0)) == b"W1siYSIsImVhIiwyXSxbImIiLCJlYiIsMF1d"
+
+
+def test_a_stream_opens_with_its_cursor_and_each_event_carries_the_whole_streams_cursor():
+    async def scenario():
+        hub, broker = await make_hub(FixedEpochBroker(100))
+        publish(broker, "a", [1])
+        reader = SSEReader()
+        await hub.stream(reader, ["b", "a"], ALL, {})
+        opened = list(reader.frames)
+        publish(broker, "a", [2])
+        publish(broker, "b", [1])
+        hub.flush()  # channel a's group first, then b's: b's event has a's new head
+        publish(broker, "a", [3, 4])
+        hub.flush()  # one chunk of two events
+        publish(broker, "b", [2])
+        hub.flush()  # a's head is now its last flushed position, offset 4
+        return hub, reader, opened
+
+    hub, reader, opened = asyncio.run(scenario())
+    assert opened == [opening(cursor(("a", "ea", 1), ("b", "eb", 0)))]
+    assert reader.frames[1:] == [
+        chunk(sse_event(cursor(("a", "ea", 2), ("b", "eb", 0)), message("a", 2, 2))),
+        chunk(sse_event(cursor(("a", "ea", 2), ("b", "eb", 1)), message("b", 1, 1))),
+        chunk(
+            sse_event(cursor(("a", "ea", 3), ("b", "eb", 1)), message("a", 3, 3))
+            + sse_event(cursor(("a", "ea", 4), ("b", "eb", 1)), message("a", 4, 4))
+        ),
+        chunk(sse_event(cursor(("a", "ea", 4), ("b", "eb", 2)), message("b", 2, 2))),
+    ]
+    assert reader.counts == [0, 1, 1, 2, 1]
+    assert sample(hub._metrics.events_delivered.labels("a")) == 3
+    assert sample(hub._metrics.events_delivered.labels("b")) == 2
+    assert sample(hub._metrics.bytes_sent) == sum(len(frame) for frame in reader.frames[1:])
+    assert hub.subscriber_counts() == {"a": 1, "b": 1}
+    assert hub.subscriptions(reader) == {"a": ALL, "b": ALL}
+
+
+def test_readers_of_one_stream_share_the_chunk_and_other_streams_and_websockets_do_not():
+    async def scenario():
+        hub, broker = await make_hub(FixedEpochBroker(100))
+        same = [SSEReader(), SSEReader()]
+        for reader in same:
+            await hub.stream(reader, ["a"], ALL, {})
+        wider, sensitive, ws = SSEReader(), SSEReader(sensitive=True), FakeSubscriber()
+        await hub.stream(wider, ["a", "b"], ALL, {})
+        await hub.stream(sensitive, ["a"], ALL, {})
+        await subscribe(hub, ws, ["a"])
+        publish(broker, "a", [1])
+        hub.flush()
+        return hub, same, wider, sensitive, ws
+
+    hub, same, wider, sensitive, ws = asyncio.run(scenario())
+    assert same[0].frames[1] is same[1].frames[1]
+    assert same[0].frames == [
+        opening(cursor(("a", "ea", 0))),
+        chunk(sse_event(cursor(("a", "ea", 1)), message("a", 1, 1))),
+    ]
+    assert wider.frames[1] == chunk(
+        sse_event(cursor(("a", "ea", 1), ("b", "eb", 0)), message("a", 1, 1))
+    )
+    assert sensitive.frames[1] == chunk(
+        sse_event(cursor(("a", "ea", 1)), message("a", 1, 1, sensitive=True))
+    )
+    assert delivered(ws) == [(1, hidden(1))]
+    assert hub.subscriber_counts() == {"a": 5, "b": 1}
+    assert sample(hub._metrics.events_delivered.labels("a")) == 5
+
+
+def test_a_stream_resumed_from_a_cursor_replays_what_it_missed_then_goes_live():
+    async def scenario():
+        hub, broker = await make_hub(FixedEpochBroker(100))
+        publish(broker, "a", [1, 2, 3])
+        publish(broker, "b", [1])
+        reader = SSEReader()
+        since = {"a": Position("ea", 1), "b": Position("eb", 1)}
+        await hub.stream(reader, ["a", "b"], ALL, since)
+        publish(broker, "b", [2])
+        hub.flush()
+        return reader
+
+    reader = asyncio.run(scenario())
+    assert reader.frames == [
+        opening(cursor(("a", "ea", 1), ("b", "eb", 1))),
+        chunk(
+            sse_event(cursor(("a", "ea", 2), ("b", "eb", 1)), message("a", 2, 2))
+            + sse_event(cursor(("a", "ea", 3), ("b", "eb", 1)), message("a", 3, 3))
+        ),
+        chunk(sse_event(cursor(("a", "ea", 3), ("b", "eb", 2)), message("b", 2, 2))),
+    ]
+    assert reader.counts == [0, 2, 1]
+
+
+def test_a_filtered_stream_replays_and_delivers_only_matching_events():
+    async def scenario():
+        hub, broker = await make_hub(FixedEpochBroker(100))
+        publish(broker, "a", [1], "low")
+        publish(broker, "a", [2])
+        reader = SSEReader()
+        await hub.stream(reader, ["a"], HIGH, {"a": Position("ea", 0)})
+        publish(broker, "a", [3], "low")
+        publish(broker, "a", [4])
+        hub.flush()
+        return hub, reader
+
+    hub, reader = asyncio.run(scenario())
+    assert reader.frames == [
+        opening(cursor(("a", "ea", 0))),
+        chunk(sse_event(cursor(("a", "ea", 2)), message("a", 2, 2))),
+        chunk(sse_event(cursor(("a", "ea", 4)), message("a", 4, 4))),
+    ]
+    assert hub.subscriptions(reader) == {"a": HIGH}
+
+
+def test_a_stream_whose_cursor_history_cannot_serve_gets_a_gap_then_live():
+    async def scenario():
+        hub, broker = await make_hub(FixedEpochBroker(100))
+        publish(broker, "a", [1, 2])
+        publish(broker, "b", [1])
+        publish(broker, "c", [1])
+        reader = SSEReader()
+        since = {"a": Position("old", 1), "c": Position("ec", 1)}
+        await hub.stream(reader, ["a", "b", "c"], ALL, since)
+        publish(broker, "a", [3])
+        hub.flush()
+        return reader
+
+    reader = asyncio.run(scenario())
+    now = cursor(("a", "ea", 2), ("b", "eb", 1), ("c", "ec", 1))
+    gap = b'{"type":"gap","channel":"a","epoch":"ea","from":{"epoch":"old","offset":1}}'
+    assert reader.frames == [
+        opening(now),
+        chunk(b"id: " + now + b"\nevent: gap\ndata: " + gap + b"\n\n"),
+        chunk(
+            sse_event(cursor(("a", "ea", 3), ("b", "eb", 1), ("c", "ec", 1)), message("a", 3, 3))
+        ),
+    ]
+    assert reader.counts == [0, 0, 1]
+
+
+def test_a_stream_reader_whose_redaction_class_changes_is_regrouped_and_stays_a_stream():
+    async def scenario():
+        hub, broker = await make_hub(FixedEpochBroker(100))
+        reader, other = SSEReader(), SSEReader()
+        await hub.stream(reader, ["a"], HIGH, {})
+        await hub.stream(other, ["a"], HIGH, {})
+        publish(broker, "a", [1])
+        hub.flush()
+        reader.sensitive = True
+        hub.regroup(reader)
+        hub.regroup(other)  # unchanged: stays where it is
+        publish(broker, "a", [2])
+        publish(broker, "a", [3], "low")
+        hub.flush()
+        reader.sensitive = False
+        hub.regroup(reader)
+        publish(broker, "a", [4])
+        hub.flush()
+        return hub, reader, other
+
+    hub, reader, other = asyncio.run(scenario())
+    assert reader.frames[1:] == [
+        chunk(sse_event(cursor(("a", "ea", 1)), message("a", 1, 1))),
+        chunk(sse_event(cursor(("a", "ea", 2)), message("a", 2, 2, sensitive=True))),
+        chunk(sse_event(cursor(("a", "ea", 4)), message("a", 4, 4))),
+    ]
+    assert other.frames[1:] == [
+        chunk(sse_event(cursor(("a", "ea", n)), message("a", n, n))) for n in (1, 2, 4)
+    ]
+    assert reader.frames[3] is other.frames[3]  # back in the same group
+    assert hub.subscriptions(reader) == {"a": HIGH}
+    assert hub.subscriber_counts() == {"a": 2}
+
+
+def test_a_stream_resume_of_more_than_a_chunk_is_built_as_the_reader_takes_it():
+    blob = "x" * 5_000  # about 5 KiB per event: 600 events are near 3 MiB
+
+    async def scenario():
+        hub, broker = await make_hub(FixedEpochBroker(700))
+        publish(broker, "a", range(1, 601), blob=blob)
+        reader = SSEReader(paced=True)
+        await hub.stream(reader, ["a"], ALL, {"a": Position("ea", 0)})
+        steps = [(len(reader.frames), hub._redactor.applied)]  # the opening, nothing built
+        publish(broker, "a", [601], blob=blob)
+        hub.flush()  # live: waits behind the replay
+        steps.append((len(reader.frames), hub._redactor.applied))
+        assert reader.take()
+        steps.append((len(reader.frames), hub._redactor.applied))
+        reader.take_all()
+        return reader, steps
+
+    reader, steps = asyncio.run(scenario())
+    assert steps == [(1, 0), (1, 1), (2, 1 + 256)]  # one chunk taken: one batch built
+    assert not reader.waiting
+    assert reader.frames[0] == opening(cursor(("a", "ea", 0)))
+    payloads = [unchunk(frame) for frame in reader.frames[1:]]
+    assert b"".join(payloads) == b"".join(
+        sse_event(cursor(("a", "ea", n)), message("a", n, n, blob=blob)) for n in range(1, 602)
+    )
+    assert len(payloads) == 4 and all(MiB - 5_200 < len(p) <= MiB for p in payloads[:2])
+    assert [p.count(b"\nevent: event\n") for p in payloads] == reader.counts[1:]
+    assert sum(reader.counts[1:4]) == 600 and reader.counts[4] == 1
+
+
+def test_a_stream_leaves_out_a_publication_that_fails_to_serialize():
+    async def scenario():
+        hub, broker = await make_hub(FixedEpochBroker(100))
+        reader = SSEReader()
+        await hub.stream(reader, ["a"], ALL, {})
+        for n, cls in ((1, Publication), (2, BadPublication), (3, Publication)):
+            hub.on_publication(cls("a", "ea", n, PreparedEvent(full(n), 0.0)))
+        hub.flush()
+        hub.on_publication(Publication("a", "ea", 4, PreparedEvent(full(4), 0.0)))
+        hub.flush()
+        return hub, reader
+
+    hub, reader = asyncio.run(scenario())
+    assert reader.frames[1:] == [
+        chunk(
+            sse_event(cursor(("a", "ea", 1)), message("a", 1, 1))
+            + sse_event(cursor(("a", "ea", 3)), message("a", 3, 3))
+        ),
+        chunk(sse_event(cursor(("a", "ea", 4)), message("a", 4, 4))),
+    ]
+    assert reader.counts == [0, 2, 1]
+    assert sample(hub._metrics.events_delivered.labels("a")) == 3
+
+
+def test_a_stream_reader_closed_during_the_handover_gets_nothing_and_is_never_joined():
+    async def scenario():
+        hub, broker = await make_hub(YieldingBroker(FixedEpochBroker(100)))
+        publish(broker, "a", [1, 2])
+        reader = SSEReader()
+        task = asyncio.create_task(hub.stream(reader, ["a"], ALL, {"a": Position("ea", 1)}))
+        await asyncio.sleep(0)  # the task is now inside the broker's read
+        reader.closed = True
+        await task
+        publish(broker, "a", [3])
+        hub.flush()
+        return hub, reader
+
+    hub, reader = asyncio.run(scenario())
+    assert reader.frames == []
+    assert hub.subscriber_counts() == {"a": 0}
+    assert hub.subscriptions(reader) == {}
