@@ -216,6 +216,12 @@ async def until_closed(client: WSClient, sessions: int, timeout: float) -> list[
         sessions
     ):
         got.append(await client.recv_type("event", max(0.1, deadline - time.monotonic())))
+    # The flush that carried the last close may hold a frame for another channel after it (an
+    # event routed to both `events` and `threats`): a ping's pong comes after all of it.
+    client.send({"type": "ping", "id": "drain"})
+    while (msg := await client.recv(max(0.1, deadline - time.monotonic())))["type"] != "pong":
+        if msg["type"] == "event":
+            got.append(msg)
     return got
 
 
