@@ -41,7 +41,7 @@ from .filefollow import (
     take_lines,
     with_head,
 )
-from .ingest import LOGGED_FIRST, IngestError, parse_item
+from .ingest import IngestError, parse_item, worth_logging
 from .metrics import Metrics
 from .opencanary import is_opencanary_record
 
@@ -312,7 +312,7 @@ class FileIngest:
                     more, errors = batch.more, 0
                 except Exception as exc:  # e.g. unreadable file or state dir: never stop
                     errors += 1
-                    if errors <= LOGGED_FIRST or errors % 1000 == 0:
+                    if worth_logging(errors):
                         log.warning(
                             "file ingest %s: %s: %s; retrying",
                             follower.path,

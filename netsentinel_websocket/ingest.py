@@ -48,6 +48,15 @@ STREAM_BUFFER = 4 * READ_CHUNK
 #: Log lines about dropped lines (per connection) or refusals (per reason): the first ones,
 #: then every thousandth; the counters have them all.
 LOGGED_FIRST = 10
+LOGGED_EVERY = 1000
+
+
+def worth_logging(count: int) -> bool:
+    """Whether the ``count``-th occurrence of a repeated problem gets a log line: a sender must
+    not be able to fill the disk with our logs."""
+    return count <= LOGGED_FIRST or count % LOGGED_EVERY == 0
+
+
 #: On shutdown, the longest wait for open connections to fall quiet before they are reset.
 DRAIN_TIMEOUT = 1.0
 
@@ -316,7 +325,7 @@ class IngestServer(TCPServer):
         self._metrics.ingest_refused.labels(reason).inc()
         self._refused[reason] += 1
         total = self._refused[reason]
-        if total <= LOGGED_FIRST or total % 1000 == 0:
+        if worth_logging(total):
             log.warning("ingest from %s: connection refused (%s); %d so far", peer, reason, total)
 
     def _expire(self, conn: _Connection) -> None:
@@ -397,7 +406,7 @@ class IngestServer(TCPServer):
         """Count a dropped line and log it (peer and our own message only, never line text)."""
         conn.rejected += 1
         self._metrics.ingest_rejected.labels(exc.reason).inc()
-        if conn.rejected <= LOGGED_FIRST or conn.rejected % 1000 == 0:
+        if worth_logging(conn.rejected):
             log.warning(
                 "ingest from %s: line dropped (%s: %s); %d so far",
                 conn.peer,
