@@ -20,7 +20,6 @@ from . import audit, disconnect, protocol
 from .auth import AuthError
 from .disconnect import Disconnect
 from .frames import text_frame
-from .metrics import close_label
 from .node import Node
 from .outbox import Outbox
 from .session import (
@@ -322,23 +321,5 @@ class WebSocketEndpoint(WebSocketHandler):
         subject = principal.subject if principal else None
         self.node.release(self, self._ip, subject if self._subject_counted else None)
         code = self._close_sent or self.close_code or 1006
-        self.node.metrics.closes.labels(close_label(code)).inc()
         duration = time.monotonic() - self._opened
-        log.info(
-            "close id=%s sub=%r addr=%s code=%s duration=%.1fs events=%d",
-            self.connection_id,
-            subject or "-",
-            self._ip,
-            code,
-            duration,
-            self.events_sent,
-            extra={
-                "event": "ws_close",
-                "conn": self.connection_id,
-                "subject": subject,
-                "address": self._ip,
-                "code": code,
-                "duration": round(duration, 3),
-                "events_sent": self.events_sent,
-            },
-        )
+        self.node.record_close(self, "ws", subject, code, duration, log)

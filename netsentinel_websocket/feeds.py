@@ -26,7 +26,6 @@ from . import backfill, disconnect, sse
 from .auth import Principal, bearer_token
 from .disconnect import Disconnect
 from .http import NodeHandler
-from .metrics import close_label
 from .node import Node
 from .outbox import Outbox
 from .sse import SSEError
@@ -290,26 +289,8 @@ class SSEHandler(FeedHandler):
         subject = self._reading.principal.subject if self._reading else None
         self.node.release(self, self.address, subject)
         code = reason.code if reason else 1006
-        self.node.metrics.closes.labels(close_label(code)).inc()
         duration = time.time() - self.opened_at
-        log.info(
-            "sse close id=%s sub=%r addr=%s code=%s duration=%.1fs events=%d",
-            self.connection_id,
-            subject or "-",
-            self.address,
-            code,
-            duration,
-            self.events_sent,
-            extra={
-                "event": "sse_close",
-                "conn": self.connection_id,
-                "subject": subject,
-                "address": self.address,
-                "code": code,
-                "duration": round(duration, 3),
-                "events_sent": self.events_sent,
-            },
-        )
+        self.node.record_close(self, "sse", subject, code, duration, log)
 
 
 def routes(node: Node) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:

@@ -28,7 +28,7 @@ from .disconnect import Disconnect
 from .events import EventError, normalize_event, serialize_event
 from .geo import GeoError, GeoIP, open_backend
 from .hub import Hub, Subscriber
-from .metrics import Metrics
+from .metrics import Metrics, close_label
 from .positions import PreparedEvent
 from .redact import Redactor
 from .revocation import Revocation, Revocations
@@ -222,6 +222,38 @@ class Node:
         self.metrics.connections.set(len(self.connections))
         if not self.connections:
             self._drained.set()
+
+    def record_close(
+        self,
+        conn: Connection,
+        kind: str,
+        subject: str | None,
+        code: int,
+        duration: float,
+        logger: logging.Logger,
+    ) -> None:
+        """Count a closed connection (``kind`` ``ws`` or ``sse``) under its close code's label
+        and write its close line: one accounting for both kinds of connection."""
+        self.metrics.closes.labels(close_label(code)).inc()
+        logger.info(
+            "%s id=%s sub=%r addr=%s code=%s duration=%.1fs events=%d",
+            "close" if kind == "ws" else f"{kind} close",
+            conn.connection_id,
+            subject or "-",
+            conn.address,
+            code,
+            duration,
+            conn.events_sent,
+            extra={
+                "event": f"{kind}_close",
+                "conn": conn.connection_id,
+                "subject": subject,
+                "address": conn.address,
+                "code": code,
+                "duration": round(duration, 3),
+                "events_sent": conn.events_sent,
+            },
+        )
 
     def _revoked(self, revocation: Revocation) -> None:
         """A revocation came into force (from any node): close the live connections it
