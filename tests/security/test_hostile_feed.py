@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import struct
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -392,3 +393,61 @@ async def test_an_oversized_token_is_refused_alike_in_the_header_and_in_a_messag
     in_message = WSClient(await websocket_connect(proc.url))
     in_message.send({"type": "auth", "id": 1, "token": huge})
     assert await in_message.closed() == (4001, "token too large")
+
+
+def http_call(
+    url: str, token: str, method: str = "GET", body: bytes | None = None, **headers: str
+) -> int:
+    """The status of one request (any answer, error statuses included)."""
+    request = urllib.request.Request(
+        url, data=body, method=method, headers={"Authorization": f"Bearer {token}", **headers}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_new_parsers_refuse_hostile_input_while_the_feed_goes_on(serve_process):
+    """SSE cursors and queries, history positions and limits, admin bodies: every parser this
+    round added answers 400 (or 413 over the body bound), the server keeps its memory, and a
+    subscriber connected throughout misses nothing."""
+    proc = serve_process(attack_config())
+    reader = make_token(scope="channel:*")
+    admin = make_token(scope="admin")
+    base = proc.http
+    cases: list[tuple[str, str, str, bytes | None, dict[str, str], set[int]]] = [
+        (
+            "GET",
+            "/ws/sse?channels=events",
+            reader,
+            None,
+            {"Last-Event-ID": "!!not-base64!!"},
+            {400},
+        ),
+        ("GET", "/ws/sse?channels=events", reader, None, {"Last-Event-ID": "A" * 12_000}, {400}),
+        ("GET", "/ws/sse?channels=events&last_event_id=W1siZXZlbnRzIl1d", reader, None, {}, {400}),
+        ("GET", "/ws/sse?channels=" + "x," * 500, reader, None, {}, {404}),  # no such channel
+        ("GET", "/ws/sse?channels=events&min_severity=%00", reader, None, {}, {400}),
+        ("GET", "/ws/history/events?since=E:-1", reader, None, {}, {400}),
+        ("GET", "/ws/history/events?since=" + "9" * 400, reader, None, {}, {400}),
+        ("GET", "/ws/history/events?limit=1000000000", reader, None, {}, {400}),
+        ("POST", "/ws/admin/revoke", admin, b'{"sub": ["a"]}', {}, {400}),
+        ("POST", "/ws/admin/revoke", admin, b"[" * 5000, {}, {400}),
+        ("POST", "/ws/admin/revoke", admin, b'{"x":"' + b"y" * 200_000 + b'"}', {}, {413}),
+        ("POST", "/ws/admin/disconnect", admin, b'{"connection_id": 7}', {}, {400}),
+    ]
+    async with Guard(proc, rss_bound_kib=20 * MIB):
+        loop = asyncio.get_running_loop()
+        for _ in range(5):
+            statuses = [
+                await loop.run_in_executor(
+                    None, lambda c=case: http_call(base + c[1], c[2], c[0], c[3], **c[4])
+                )
+                for case in cases
+            ]
+            assert [s in case[5] for s, case in zip(statuses, cases, strict=True)] == [True] * len(
+                cases
+            ), statuses
