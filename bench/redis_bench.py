@@ -5,8 +5,15 @@ a burst (events/s from A's ingest to B's subscriber, through the stream) and a p
 (latency from the feeder's send on A to the arrival on B, p50/p99; the same for a subscriber on
 A, whose events also make the round trip through Redis).
 
+Then the broker alone, node to node (``broker_only``): a process publishing straight into a
+``RedisBroker`` (A) and this process's ``RedisBroker`` (B) counting what it delivers: a burst
+(events/s) and a feed paced at ``--broker-rate`` (every event there, and the latency from A's
+publish to B's delivery, p50/p99). This is the broker's capacity without the ingest parsing,
+the hub and the WebSocket clients, which share the same two cores in the first measurement.
+
     python -m bench.redis_bench [--redis redis://127.0.0.1:6379/15] [--events 20000]
                                 [--rate 1000] [--seconds 5]
+                                [--broker-events 200000] [--broker-rate 50000]
 
 Each run uses a fresh key prefix and deletes its keys afterwards.
 """
@@ -15,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import multiprocessing
 import statistics
 import subprocess
 import sys
@@ -31,8 +40,12 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from netsentinel_websocket.auth import mint
+from netsentinel_websocket.broker_redis import RedisBroker
+from netsentinel_websocket.metrics import Metrics
+from netsentinel_websocket.positions import PreparedEvent, Publication
 
 SECRET = "bench-secret-0123456789-abcdefghij"
+GC_THRESHOLD = 50_000  # server.gc_threshold's default, which serve sets
 
 
 def start_node(config: dict[str, Any], tmp: Path) -> tuple[subprocess.Popen[str], int, int]:
@@ -73,20 +86,79 @@ async def collect(conn: WebSocketClientConnection, count: int, arrivals: list[tu
                 arrivals.append((msg["event"]["data"]["sent"], now))
 
 
-def line(n: int) -> bytes:
+def bench_event(n: int) -> dict[str, Any]:
     data = {"n": n, "sent": time.time(), "src_ip": "203.0.113.7", "pad": "x" * 300}
-    return (
-        orjson.dumps(
-            {
-                "id": f"b-{n}",
-                "event_type": "honeypot.ssh.login",
-                "severity": "info",
-                "source": "bench",
-                "data": data,
-            }
-        )
-        + b"\n"
+    return {
+        "id": f"b-{n}",
+        "event_type": "honeypot.ssh.login",
+        "severity": "info",
+        "source": "bench",
+        "data": data,
+    }
+
+
+def line(n: int) -> bytes:
+    return orjson.dumps(bench_event(n)) + b"\n"
+
+
+def new_broker(url: str) -> RedisBroker:
+    """A broker in a process collecting garbage as a node does (``server.gc_threshold``)."""
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    return RedisBroker(url, 1000, metrics=Metrics(), buffer_size=10_000, channels=["events"])
+
+
+async def broker_publish(url: str, count: int, rate: float | None) -> None:
+    """Node A without ingest: ``count`` events straight into the broker, as a pipeline would
+    hand them over (normalized dict and its JSON), in ticks of 1 ms when paced; waits for the
+    stream every 1,000 events so its outbox stays bounded."""
+    broker = new_broker(url)
+    await broker.start(lambda pub: None)
+    start = time.monotonic()
+    for n in range(count):
+        if rate and n % max(1, int(rate / 1000)) == 0:
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        event = bench_event(n)
+        broker.publish("events", PreparedEvent(event, time.time(), orjson.dumps(event)))
+        if n % 1000 == 999:
+            await broker.flushed()
+    await broker.flushed()
+    await broker.stop()
+
+
+def broker_publisher(url: str, count: int, rate: float | None) -> None:
+    asyncio.run(broker_publish(url, count, rate))
+
+
+async def broker_receive(url: str, count: int, rate: float | None) -> tuple[float, list[float]]:
+    """Node B: (events/s from A's first publish to B's last delivery, per-event latency in ms
+    from A's publish to B's delivery) for ``count`` events published by another process."""
+    latencies: list[float] = []
+    span: list[float] = []  # first publish, last delivery
+    done = asyncio.Event()
+
+    def deliver(pub: Publication) -> None:
+        now = time.time()
+        latencies.append(1000 * (now - pub.prepared.received))
+        if len(latencies) == 1:
+            span.append(pub.prepared.received)
+        if len(latencies) == count:
+            span.append(now)
+            done.set()
+
+    broker = new_broker(url)
+    await broker.start(deliver)
+    publisher = multiprocessing.get_context("spawn").Process(
+        target=broker_publisher, args=(url, count, rate)
     )
+    publisher.start()
+    try:
+        await asyncio.wait_for(done.wait(), 120)
+    finally:
+        publisher.join(30)
+        await broker.stop()
+    return count / (span[1] - span[0]), latencies
 
 
 async def feed(ingest_port: int, count: int, rate: float | None) -> None:
@@ -111,6 +183,14 @@ def percentile(values: list[float], q: float) -> float:
         if len(values) > 1
         else values[0]
     )
+
+
+def forget(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -148,11 +228,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for proc in (node_a, node_b):
                 proc.terminate()
                 proc.wait(15)
-            client = redis.Redis.from_url(args.redis)
-            keys = list(client.scan_iter(match=prefix + "*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
+            forget(args.redis, prefix)
+    only = f"{args.redis}{sep}prefix={prefix}only:"
+    try:
+        only_rate, _ = await broker_receive(only, args.broker_events, None)
+        paced_rate, only_ms = await broker_receive(only, args.broker_rate * 3, args.broker_rate)
+    finally:
+        forget(args.redis, prefix)
     ms = {
         name: [1000 * (arrived - sent) for sent, arrived in seen]
         for name, seen in (("a", seen_a), ("b", seen_b))
@@ -170,6 +252,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "p50": round(percentile(ms["a"], 50), 2),
             "p99": round(percentile(ms["a"], 99), 2),
         },
+        "broker_only": {
+            "burst_events": args.broker_events,
+            "burst_events_per_s": round(only_rate),
+            "paced_rate": args.broker_rate,
+            "paced_events": len(only_ms),
+            "paced_events_per_s": round(paced_rate),
+            "latency_ms": {
+                "p50": round(percentile(only_ms, 50), 2),
+                "p99": round(percentile(only_ms, 99), 2),
+            },
+        },
     }
 
 
@@ -179,6 +272,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000, help="burst size")
     parser.add_argument("--rate", type=int, default=1000, help="paced feed, events/s")
     parser.add_argument("--seconds", type=int, default=5, help="paced feed duration")
+    parser.add_argument("--broker-events", type=int, default=200_000, help="broker-only burst")
+    parser.add_argument(
+        "--broker-rate", type=int, default=50_000, help="broker-only paced feed (3 s), events/s"
+    )
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result, indent=2))
 

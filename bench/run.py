@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.feeder import CHANNEL, Feeder
-from bench.servers import ROOT, SERVERS, Server, machine_busy, runner_available, runner_version
+from bench.servers import (
+    ROOT,
+    SERVERS,
+    Server,
+    machine_busy,
+    node_peer_available,
+    runner_available,
+    runner_version,
+)
 from bench.worker import raise_fd_limit, worker_main
 
 RESULTS = ROOT / "bench" / "results"
@@ -103,6 +111,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="JSON",
         help="measure nothing: merge earlier results.json files into one table/plot",
     )
+    p.add_argument(
+        "--deflate-subs",
+        default="1000",
+        help="subscriber counts at which netsentinel is also measured with subscribers that "
+        "offer permessage-deflate, against plain ones, on events of varied words "
+        "(comma list; empty: skip)",
+    )
+    p.add_argument(
+        "--history-kept",
+        type=int,
+        default=10_000,
+        help="events kept for bench.history_memory (RSS per event kept; 0: skip)",
+    )
+    p.add_argument(
+        "--ingest-lines",
+        type=int,
+        default=20_000,
+        help="OpenCanary and Cowrie lines per ingest throughput case (0: skip bench.ingest)",
+    )
+    p.add_argument(
+        "--ingest-burst",
+        type=int,
+        default=100_000,
+        help="lines of the ingest burst written beside the steady feed",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for JSON, table, PNG")
     p.add_argument("--plot", type=Path, help="also write the PNG plot here")
     return p.parse_args(argv)
@@ -158,8 +191,10 @@ def connect(
     server: Server,
     count: int,
     args: argparse.Namespace,
+    deflate: bool = False,
 ) -> dict[str, Any]:
-    """Open ``count`` sessions across the workers, then subscribe them all to the bench channel."""
+    """Open ``count`` sessions across the workers, then subscribe them all to the bench channel
+    (``deflate``: the subscribers offer permessage-deflate, as browsers do)."""
     shares = clients.shares(count)
     probes = clients.shares(min(args.probes, count))
     per = max(1, args.concurrency // len(shares))
@@ -169,6 +204,7 @@ def connect(
         "path": "/ws",
         "secret": server.secret,
         "timeout": 30.0,
+        "deflate": deflate,
     }
     cpu0 = server.cpu_seconds()
     answers = clients.call(
@@ -215,6 +251,7 @@ def burst(
     server_cpu = server.cpu_seconds() - cpu0
     busy1 = machine_busy()
     received = sum(a["events"] for a in answers)
+    wire = sum(a["wire_bytes"] for a in answers)
     complete = all(a["complete"] == a["subscribers"] for a in answers)
     finished = max(a["last_done"] for a in answers) if complete else time.time()
     seconds = finished - started
@@ -227,6 +264,8 @@ def burst(
         "missing": sum(a["missing"] for a in answers),
         "client_cpu_pct": 100 * sum(a["cpu"] for a in answers) / seconds,
         "server_cpu_pct": 100 * server_cpu / seconds,
+        "server_cpu_us_per_delivery": 1e6 * server_cpu / max(1, received),
+        "wire_bytes_per_delivery": wire / max(1, received),
         "machine_busy_pct": 100 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
         "close_codes": sorted({c for a in answers for c in a["close_codes"]}),
     }
@@ -260,22 +299,32 @@ def steady(
     }
 
 
-def run_case(name: str, count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """One server at one subscriber count, from a fresh start."""
+def run_case(
+    name: str,
+    count: int,
+    args: argparse.Namespace,
+    workdir: Path,
+    deflate: bool = False,
+    varied: bool = False,
+) -> dict[str, Any]:
+    """One server at one subscriber count, from a fresh start (``deflate``: subscribers that
+    offer permessage-deflate; ``varied``: events padded with words, not ``x``)."""
     server = Server(name, secrets.token_hex(16), workdir, settings=dict(args.set))
     server.start()
     clients = Clients(args.workers, args.loop)
-    feeder = Feeder("127.0.0.1", server.ingest_port, args.size)
+    feeder = Feeder("127.0.0.1", server.ingest_port, args.size, varied)
     try:
         time.sleep(0.5)
         rss_base = server.rss_kb()
         result: dict[str, Any] = {
             "server": name,
+            "deflate": deflate,
+            "varied": varied,
             "subscribers": count,
             "rss_base_kb": rss_base,
             "loadavg_1m": os.getloadavg()[0],
         }  # others sharing the cores
-        result.update(connect(clients, server, count, args))
+        result.update(connect(clients, server, count, args, deflate))
         time.sleep(0.5)
         rss = server.rss_kb()
         result["rss_connected_kb"] = rss
@@ -387,6 +436,27 @@ def table(cases: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
+def bandwidth_table(cases: list[dict[str, Any]]) -> list[str]:
+    """Bytes on the wire and server CPU per delivery, with and without permessage-deflate."""
+    rows = [
+        "| subscribers | permessage-deflate | wire bytes/delivery | server CPU us/delivery | "
+        "burst deliveries/s | client CPU % | steady p99 ms | lost |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in cases:
+        s = c.get("steady", {})
+        bursts = c["bursts"]
+        rows.append(
+            f"| {c['subscribers']:,} | {'yes' if c['deflate'] else 'no'} | "
+            f"{fmt(statistics.median(b['wire_bytes_per_delivery'] for b in bursts), 1)} | "
+            f"{fmt(statistics.median(b['server_cpu_us_per_delivery'] for b in bursts), 2)} | "
+            f"{fmt(c['burst_per_s'])} | "
+            f"{fmt(statistics.median(b['client_cpu_pct'] for b in bursts))} | "
+            f"{fmt(s.get('p99_ms', float('nan')), 1)} | {s.get('lost', '-')} |"
+        )
+    return rows
+
+
 def plot(cases: list[dict[str, Any]], paths: list[Path]) -> None:
     """Deliveries/s against subscribers, one line per server, with the 500,000/s target."""
     import matplotlib
@@ -436,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("netsentinel runner not available; skipped", file=sys.stderr)
             servers.remove("netsentinel")
+    if "ws-node" in servers and (why := node_peer_available()) is not None:
+        print(f"ws-node peer skipped: {why}", file=sys.stderr)
+        servers.remove("ws-node")
     cases: list[dict[str, Any]] = []
     soaks: list[dict[str, Any]] = []
     report = args.out / "results.json"
@@ -446,6 +519,26 @@ def main(argv: list[str] | None = None) -> int:
             cases.append(case)
             print("\n".join(table([case])[2:]), flush=True)
             report.write_text(json.dumps({"meta": meta, "cases": cases}, indent=2))
+    bandwidth: list[dict[str, Any]] = []
+    if "netsentinel" in servers:
+        for count in (int(n) for n in args.deflate_subs.split(",") if n):
+            for deflate in (False, True):
+                print(f"-- netsentinel, {count:,} subscribers, deflate {deflate}", flush=True)
+                bandwidth.append(run_case("netsentinel", count, args, args.out, deflate, True))
+        if bandwidth:
+            print("\n".join(bandwidth_table(bandwidth)), flush=True)
+    history: dict[str, Any] = {}
+    if "netsentinel" in servers and args.history_kept:
+        from bench import history_memory
+
+        history = history_memory.measure(args.history_kept, workdir=args.out)
+        print(f"-- history memory: {json.dumps(history)}", flush=True)
+    ingest: dict[str, Any] = {}
+    if "netsentinel" in servers and args.ingest_lines:
+        from bench import ingest as ingest_bench  # imports this module: load it only when asked
+
+        print("-- ingest throughput", flush=True)
+        ingest = ingest_bench.run(args)
     if args.soak:
         for name in servers:
             print(f"-- soak {name}", flush=True)
@@ -462,7 +555,18 @@ def main(argv: list[str] | None = None) -> int:
         costs += process_cost.run([10, 10_000], gc_threshold=runner_gc)
         print(json.dumps(costs), flush=True)
     report.write_text(
-        json.dumps({"meta": meta, "cases": cases, "soak": soaks, "process_cost": costs}, indent=2)
+        json.dumps(
+            {
+                "meta": meta,
+                "cases": cases,
+                "bandwidth": bandwidth,
+                "ingest": ingest,
+                "history_memory": history,
+                "soak": soaks,
+                "process_cost": costs,
+            },
+            indent=2,
+        )
     )
     publish(cases, args)
     print(f"results: {report}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ("netsentinel", "websockets", "seed-style")
+SERVERS = ("netsentinel", "websockets", "ws-node", "seed-style")
+NODE_PEER = ROOT / "bench" / "peers" / "ws_node"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -37,6 +39,27 @@ def runner_available() -> bool:
         check=False,
     )
     return probe.returncode == 0
+
+
+def node_peer_available() -> str | None:
+    """Why the Node.js ``ws`` peer cannot run (None when it can): it needs ``node``, and its
+    one dependency is installed here from the lockfile (``npm ci``) the first time."""
+    if shutil.which("node") is None:
+        return "node not found"
+    if not (NODE_PEER / "node_modules" / "ws").is_dir():
+        if shutil.which("npm") is None:
+            return "npm not found (needed once, to install ws)"
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_PEER,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            return f"npm ci failed: {done.stderr.strip()[-300:]}"
+    return None
 
 
 def _output(*argv: str) -> str:
@@ -94,6 +117,17 @@ class Server:
                 )
             )
             return [sys.executable, "-m", "netsentinel_websocket", "serve", "--config", str(config)]
+        if self.name == "ws-node":
+            return [
+                "node",
+                str(NODE_PEER / "server.js"),
+                "--port",
+                str(self.port),
+                "--ingest-port",
+                str(self.ingest_port),
+                "--secret",
+                self.secret,
+            ]
         module = {"websockets": "websockets_broadcast", "seed-style": "seed_style"}[self.name]
         return [
             sys.executable,

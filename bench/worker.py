@@ -68,11 +68,13 @@ class Worker:
         if self.done >= len(self.subs):
             self.all_done.set()
 
-    def _handshake(self, host: str, port: int, path: str, secret: str) -> tuple[bytes, bytes]:
+    def _handshake(
+        self, host: str, port: int, path: str, secret: str, deflate: bool
+    ) -> tuple[bytes, bytes]:
         """A new subscriber's own token and handshake request (made before the clock runs)."""
         self.serial += 1
         token = mint(secret, f"bench-{self.index}-{self.serial}")
-        return handshake_request(host, port, path, token)
+        return handshake_request(host, port, path, token, deflate)
 
     async def _open(
         self, host: str, port: int, handshake: tuple[bytes, bytes], probe: bool, timeout: float
@@ -107,11 +109,13 @@ class Worker:
         probes: int,
         concurrency: int,
         timeout: float,
+        deflate: bool = False,
     ) -> dict[str, Any]:
-        """Open ``count`` sessions (handshake and welcome), ``probes`` of them spread evenly."""
+        """Open ``count`` sessions (handshake and welcome), ``probes`` of them spread evenly;
+        ``deflate``: offering permessage-deflate."""
         chosen = {i * count // probes for i in range(probes)}
         # Tokens are minted first: signing is the client's work, not the connect being measured.
-        handshakes = [self._handshake(host, port, path, secret) for _ in range(count)]
+        handshakes = [self._handshake(host, port, path, secret, deflate) for _ in range(count)]
         started, cpu = time.time(), cpu_seconds()
         jobs = [
             self._open(host, port, shake, i in chosen, timeout)
@@ -175,6 +179,7 @@ class Worker:
             "order_errors": sum(p.order_errors for p in probes),
             "cpu": cpu_seconds() - self.armed_cpu,
             "wall": time.time() - self.armed_at,
+            "wire_bytes": sum(s.wire_bytes for s in self.subs),
         }
 
     async def cmd_close(self) -> dict[str, Any]:
@@ -198,7 +203,7 @@ class Worker:
         """Connect, subscribe and close ``cycles`` sessions, for the memory-flatness check."""
 
         async def cycle() -> None:
-            handshake = self._handshake(host, port, path, secret)
+            handshake = self._handshake(host, port, path, secret, False)
             sub = await self._open(host, port, handshake, False, timeout)
             try:
                 await sub.subscribe(channels, timeout)

@@ -13,6 +13,9 @@ from .positions import Position, PreparedEvent, Publication, Recovery
 from .revocation import Revocation, Revocations
 
 Deliver = Callable[[Publication], None]
+#: ``lost(channel, resumed)``: publications after the last delivered one are gone; delivery
+#: goes on after ``resumed`` (the hub sends subscribers a ``gap``).
+Lost = Callable[[str, Position], None]
 
 
 class BrokerUnavailable(RuntimeError):
@@ -23,9 +26,10 @@ class BrokerUnavailable(RuntimeError):
 class Broker(Protocol):
     """What the hub needs from a broker."""
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, lost: Lost | None = None) -> None:
         """Begin delivering; ``deliver`` gets every publication of every channel, in offset
-        order per channel, on the event loop thread."""
+        order per channel, on the event loop thread. Whenever the next one does not follow
+        the last delivered (events were lost), ``lost`` (when given) is called first."""
 
     async def stop(self) -> None:
         """Stop delivering and release connections."""
@@ -36,6 +40,11 @@ class Broker(Protocol):
     async def flushed(self) -> None:
         """Return once every event published before the call is held by the broker (file
         ingest saves its read position only then; through an outage this waits)."""
+
+    async def delivered(self) -> None:
+        """Return once every event published before the call has reached ``deliver`` (shutdown
+        waits for it, bounded by its grace, before closing subscribers with 1001; through an
+        outage this waits)."""
 
     async def recover(self, channel: str, since: Position | None) -> Recovery:
         """The publications after ``since`` that history still holds, or a not-recovered

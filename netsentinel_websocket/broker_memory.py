@@ -11,7 +11,7 @@ import secrets
 import time
 from typing import Any
 
-from .broker import Deliver
+from .broker import Deliver, Lost
 from .filefollow import Watermarks
 from .history import History
 from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
@@ -41,7 +41,8 @@ class MemoryBroker:
         self._deliver: Deliver | None = None
         self._revocations = Revocations()  # the node's, once it follows them
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, lost: Lost | None = None) -> None:
+        """``lost`` is never called: offsets are assigned here, so nothing is skipped."""
         self._deliver = deliver
 
     async def stop(self) -> None:
@@ -49,6 +50,9 @@ class MemoryBroker:
 
     async def flushed(self) -> None:
         """Everything published is in history at once (and dies with the process)."""
+
+    async def delivered(self) -> None:
+        """Everything published was delivered in :meth:`publish` already."""
 
     def publish(self, channel: str, prepared: PreparedEvent) -> None:
         ch = self._channel(channel)

@@ -1,15 +1,18 @@
 """Redis Streams broker: one feed shared by every node that points at the same Redis.
 
-Each channel is a stream whose entry IDs are ``<offset>-0``. A Lua script increments the
-channel's counter and XADDs under it in one step, so offsets go up by exactly 1 and are the same
-on every node; the channel's epoch lives in a key created when the stream starts, so a Redis that
-lost its data shows up as a new epoch (clients holding an old position get a ``gap``). Every node
-writes what its own pipeline routes and delivers only what it reads back from the stream, so a
+Each channel is a stream; an entry holds a run of events (streamentry.py), its ID the run's
+last offset. A Lua script adds the run's count to the channel's counter and XADDs under it in
+one step, so offsets go up by exactly 1 per event and are the same on every node; the
+channel's epoch lives in a key created when the stream starts, so a Redis that lost its data
+shows up as a new epoch (clients holding an old position get a ``gap``). Every node writes
+what its own pipeline routes and delivers only what it reads back from the stream, so a
 subscriber on any node sees every node's events once, in stream order.
 
 While Redis is unreachable the node delivers its own new events at once under a node-local
-*outage epoch* and keeps them (bounded) for the stream; once written they are delivered again,
-numbered, under the stream's epoch. docs/scaling.md states the guarantees.
+*outage epoch* and keeps them (bounded) for the stream, tagged; read back, a tagged entry goes
+to history but not to this node's subscribers again (they had it). A stream that lost its data
+(a new epoch), or entries trimmed before this node read them, are reported to the hub, which
+sends its subscribers a ``gap``. docs/scaling.md states the guarantees.
 
 Revocations are a hash (what is in force, so a restart keeps them) and a short stream of
 changes that the reader follows with the channels, so every node learns one within a read; a
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import random
 import secrets
@@ -33,13 +37,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from .broker import BrokerUnavailable, Deliver
+from .broker import BrokerUnavailable, Deliver, Lost
 from .errors import ConfigError
 from .filefollow import file_source
 from .history import History
 from .metrics import Metrics
 from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
 from .revocation import Revocation, RevocationError, Revocations
+from .streamentry import entry_publications, join_events, join_times
 
 try:
     import redis.asyncio as aioredis
@@ -52,9 +57,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "netsentinel:ws:"
 BLOCK_MS = 1000  # XREAD block; an idle reader re-checks the epochs this often
-READ_COUNT = 1000  # entries per stream per XREAD
-WRITE_BATCH = 500  # scripts per pipeline round trip
-MIN_STREAM_LENGTH = 10_000  # room for readers behind a burst, even with a tiny history.size
+READ_COUNT = 20  # entries per stream per XREAD: at most 20 x WRITE_BATCH events in one reply
+WRITE_BATCH = 500  # events per pipeline round trip (a script call and an entry per run)
+MIN_STREAM_LENGTH = 10_000  # offsets: room for readers behind a burst, even with a tiny history
 SOCKET_TIMEOUT = 5.0  # a Redis that stalls this long is an outage (must exceed BLOCK_MS)
 CONNECT_TIMEOUT = 2.0
 BACKOFF = (0.1, 2.0)  # reconnect delay: first, cap (doubling, +-20% jitter)
@@ -77,21 +82,45 @@ end
 
 SYNC_SCRIPT = _ENSURE_EPOCH + "return {epoch, redis.call('GET', KEYS[2])}\n"
 
-# KEYS: epoch, seq, stream, the event's source key. ARGV: new epoch, maxlen, source sequence,
-# event JSON, received time, source TTL. A retried publish (reply lost with the connection)
-# carries a sequence the source key has seen: it is not added twice. The source is this node
-# process, or for a line of a followed file that file (the sequence grows with the line's
-# offset), so a line read again after a crash is not added twice, whichever process reads it.
+# KEYS: epoch, seq, stream, the run's source key. ARGV: new epoch, stream bound (offsets),
+# source sequences (space-separated, ascending), the first and the last of them, the events'
+# JSON and received times (streamentry's ``j`` and ``t``), source TTL, tag ('' for none: events
+# the node showed during an outage carry one, field ``v``, so the node does not deliver them
+# twice). One call adds a run of one channel's events from one source as one entry (see
+# streamentry.py). A retried publish (reply lost with the connection) carries sequences the
+# source key has seen: those events are not added twice. The source is this node process, or
+# for lines of a followed file that file (the sequence grows with the line's offset), so a
+# line read again after a crash is not added twice, whichever process reads it. The stream is
+# trimmed by ID (MINID ~): the entries holding the last ARGV[2] offsets stay.
 PUBLISH_SCRIPT = (
     _ENSURE_EPOCH
     + """
-if tonumber(redis.call('GET', KEYS[4]) or '0') >= tonumber(ARGV[3]) then
+local stored = tonumber(redis.call('GET', KEYS[4]) or '0')
+if stored >= tonumber(ARGV[5]) then
   return {epoch, 0}
 end
-local offset = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], string.format('%d-0', offset),
-  'j', ARGV[4], 't', ARGV[5])
-redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[6])
+local j, t = ARGV[6], ARGV[7]
+local count = 1
+for _ in string.gmatch(t, ' ') do count = count + 1 end
+if stored >= tonumber(ARGV[4]) then
+  local skip, jp, tp = 0, 0, 0
+  for s in string.gmatch(ARGV[3], '%d+') do
+    if tonumber(s) > stored then break end
+    skip = skip + 1
+    jp = string.find(j, '\\n', jp + 1, true)
+    tp = string.find(t, ' ', tp + 1, true)
+  end
+  j, t, count = string.sub(j, jp + 1), string.sub(t, tp + 1), count - skip
+end
+local offset = redis.call('INCRBY', KEYS[2], count)
+local id = string.format('%d-0', offset)
+local keep = string.format('%d', math.max(offset - tonumber(ARGV[2]) + 1, 0))
+if ARGV[9] == '' then
+  redis.call('XADD', KEYS[3], 'MINID', '~', keep, id, 'j', j, 't', t)
+else
+  redis.call('XADD', KEYS[3], 'MINID', '~', keep, id, 'j', j, 't', t, 'v', ARGV[9])
+end
+redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[8])
 return {epoch, offset}
 """
 )
@@ -152,6 +181,9 @@ class _Channel:
         "ring",
         "local",
         "sent",
+        "written",
+        "held",
+        "tags",
     )
 
     def __init__(
@@ -168,18 +200,22 @@ class _Channel:
         self.ring = History(history_size, history_bytes)  # recent deliveries
         self.local: Position | None = None  # outage epoch, until the stream delivers again
         self.sent = 0  # this node's publish sequence on the channel
+        self.written = Position("", 0)  # the stream position of this node's last write
+        self.held = 0  # events shown in the outage epoch and not written to the stream yet
+        self.tags: set[bytes] = set()  # the tags of those shown events not read back yet
 
 
 class _Outgoing:
     """An event on its way to the stream, with the source key and sequence that keep it from
     being added twice."""
 
-    __slots__ = ("channel", "source", "seq", "ttl", "prepared", "shown")
+    __slots__ = ("channel", "source", "seq", "ttl", "prepared", "shown", "tag")
 
     def __init__(self, channel: _Channel, prepared: PreparedEvent) -> None:
         self.channel = channel
         self.prepared = prepared
         self.shown = False  # delivered locally under the outage epoch
+        self.tag = ""  # set when shown and kept for the stream: read back, it is not delivered
         from_file = file_source(prepared.event.get("id"))
         if from_file is None:
             channel.sent += 1
@@ -187,6 +223,20 @@ class _Outgoing:
         else:
             name, self.seq = from_file
             self.source, self.ttl = channel.base + "src:" + name, FILE_SOURCE_TTL
+
+
+def _runs(batch: Sequence[_Outgoing]) -> list[list[_Outgoing]]:
+    """The batch as runs, one stream entry each: each channel's events in order, a new run
+    where the source or the tagging changes (each run needs one source key and one tag)."""
+    runs: list[list[_Outgoing]] = []
+    open_runs: dict[str, list[_Outgoing]] = {}
+    for item in batch:
+        run = open_runs.get(item.channel.name)
+        if run is None or run[0].source != item.source or bool(run[0].tag) != bool(item.tag):
+            run = open_runs[item.channel.name] = []
+            runs.append(run)
+        run.append(item)
+    return runs
 
 
 class RedisBroker:
@@ -229,6 +279,8 @@ class RedisBroker:
         self._progress = asyncio.Event()  # set (and replaced) after each written batch
         self._took = asyncio.Event()  # set (and replaced) after each batch read from the streams
         self._deliver: Deliver | None = None
+        self._lost: Lost | None = None
+        self._tags = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()
         self._client: Any = None  # pooled: writes, syncs, history reads
@@ -247,9 +299,9 @@ class RedisBroker:
 
     # --- the Broker interface ---
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, lost: Lost | None = None) -> None:
         """Connect in the background; returns after the first attempt, whatever its outcome."""
-        self._deliver = deliver
+        self._deliver, self._lost = deliver, lost
         self._metrics.broker_up.set(0)
         self._task = asyncio.create_task(self._run())
         await self._attempted.wait()
@@ -274,6 +326,7 @@ class RedisBroker:
                 self._dropped += 1
                 self._metrics.broker_dropped.inc()
                 return
+            self._hold(item)
             self._accept(item)
             self._metrics.broker_buffered.set(len(self._outbox))
             return
@@ -286,6 +339,21 @@ class RedisBroker:
         target = self._accepted
         while self._written < target:
             await self._progress.wait()
+
+    async def delivered(self) -> None:
+        """Written, then read back: every channel's reader is at (or past) this node's last
+        write. Returns at once while Redis is unreachable: events shown in the outage epoch
+        were delivered then, and the rest cannot be. Polls (shutdown only)."""
+        target = self._accepted
+        while self._ready and (self._written < target or self._behind()):
+            await asyncio.sleep(0.01)
+
+    def _behind(self) -> bool:
+        """Whether a reader has not read back this node's last write on its channel."""
+        return any(
+            ch.written.epoch == ch.epoch and ch.offset < ch.written.offset
+            for ch in self._channels.values()
+        )
 
     async def recover(self, channel: str, since: Position | None) -> Recovery:
         ch = self._channel(channel)
@@ -302,10 +370,15 @@ class RedisBroker:
         found = recover_from(ch.ring, top, since)
         if found.recovered or since.epoch != top.epoch or not 0 <= since.offset <= top.offset:
             return found
-        entries = await self._ready_client().xrange(
+        entries = await self._ready_client().xrange(  # from the entry holding since + 1
             ch.keys[2], f"{since.offset + 1}-0", f"{top.offset}-0"
         )
-        pubs = [self._publication(ch, entry_id, fields) for entry_id, fields in entries]
+        pubs = [
+            pub
+            for entry_id, fields in entries
+            for pub in entry_publications(ch.name, top.epoch, entry_id, fields)
+            if pub.offset > since.offset
+        ]
         if ch.epoch != top.epoch or not pubs or pubs[0].offset != since.offset + 1:
             return Recovery((), self.position(channel), False)  # epoch changed or trimmed
         pubs += [p for p in ch.ring if p.offset > top.offset]  # delivered while we read
@@ -459,6 +532,7 @@ class RedisBroker:
         for item in self._outbox:
             if not item.shown:
                 self._show(item)
+                self._hold(item)
         self._metrics.broker_buffered.set(len(self._outbox))
 
     # --- reading: the stream -> the hub ---
@@ -482,21 +556,32 @@ class RedisBroker:
                     continue
                 ch = self._by_stream[key]
                 for entry_id, fields in entries:
-                    self._take(ch, self._publication(ch, entry_id, fields), now)
+                    tag = fields.get(b"v")
+                    shown = tag is not None and tag in ch.tags
+                    self._take(
+                        ch, entry_publications(ch.name, ch.epoch, entry_id, fields), now, shown
+                    )
             self._took.set()
             self._took = asyncio.Event()
 
-    def _take(self, ch: _Channel, pub: Publication, now: float) -> None:
-        """Deliver the next publication read from the stream (XREAD gives offsets > ours)."""
-        if pub.offset != ch.offset + 1:  # trimmed before this node read it
+    def _take(self, ch: _Channel, pubs: list[Publication], now: float, shown: bool) -> None:
+        """Deliver the next entry's publications read from the stream (XREAD gives entries
+        past ours); an entry this node ``shown`` during an outage goes to history only: its
+        subscribers had it then, and those that came later stand in the outage epoch, after
+        it. The outage epoch ends when the last of them is back."""
+        if pubs[0].offset != ch.offset + 1:  # trimmed before this node read it
             self._metrics.broker_errors.labels("trimmed").inc()
             log.warning("channel %s: reader fell behind the stream bound", ch.name)
             ch.ring.clear()
-        ch.offset, ch.local = pub.offset, None
-        ch.ring.append(pub)
-        self._metrics.broker_lag.observe(now - pub.prepared.received)
-        if self._deliver is not None:
-            self._deliver(pub)
+            self._report_loss(ch, Position(ch.epoch, pubs[0].offset - 1))
+        ch.offset = pubs[-1].offset
+        self._end_outage(ch)
+        lag, deliver = self._metrics.broker_lag, None if shown else self._deliver
+        for pub in pubs:
+            ch.ring.append(pub)
+            lag.observe(now - pub.prepared.received)
+            if deliver is not None:
+                deliver(pub)
 
     async def _sync(self, client: Any, channels: Iterable[_Channel]) -> None:
         """Learn each channel's epoch and top; a new epoch restarts reading at its offset 1."""
@@ -507,11 +592,14 @@ class RedisBroker:
         for ch, (epoch, top) in zip(channels, await pipe.execute(), strict=True):
             epoch = epoch.decode()
             if epoch != ch.epoch:
-                if ch.epoch:
+                lost = bool(ch.epoch)  # what the old stream held past ch.offset is gone
+                if lost:
                     log.warning("channel %s: new stream epoch (Redis lost its data)", ch.name)
-                ch.offset = 0 if ch.epoch else int(top)  # first sync: live from the top
+                ch.offset = 0 if lost else int(top)  # first sync: live from the top
                 ch.epoch = epoch
                 ch.ring.clear()
+                if lost:
+                    self._report_loss(ch, Position(epoch, 0))
             ch.synced = True
 
     async def _load_revocations(self, client: Any) -> None:
@@ -548,13 +636,6 @@ class RedisBroker:
             if epoch is None or epoch.decode() != ch.epoch:
                 ch.synced = False
 
-    def _publication(
-        self, ch: _Channel, entry_id: bytes, fields: dict[bytes, bytes]
-    ) -> Publication:
-        full = fields[b"j"]
-        prepared = PreparedEvent(orjson.loads(full), float(fields[b"t"]), full=full)
-        return Publication(ch.name, ch.epoch, int(entry_id.partition(b"-")[0]), prepared)
-
     # --- writing: the pipeline -> the stream ---
 
     async def _write(self, writer: Any) -> None:
@@ -564,26 +645,38 @@ class RedisBroker:
                 await self._wake.wait()
                 continue
             batch = list(islice(self._outbox, WRITE_BATCH))
+            runs = _runs(batch)
             epoch = _new_epoch()
             pipe = writer.pipeline(transaction=False)
-            for item in batch:
+            for run in runs:
+                seqs = [item.seq for item in run]
                 pipe.evalsha(
                     self._publish_sha,
                     4,
-                    *item.channel.keys,
-                    item.source,
+                    *run[0].channel.keys,
+                    run[0].source,
                     epoch,
                     self._maxlen,
-                    item.seq,
-                    item.prepared.json(None),
-                    repr(item.prepared.received),
-                    item.ttl,
+                    " ".join(map(str, seqs)),
+                    seqs[0],
+                    seqs[-1],
+                    join_events([item.prepared.json(None) for item in run]),
+                    join_times([item.prepared.received for item in run]),
+                    run[0].ttl,
+                    run[0].tag,
                 )
             results = await pipe.execute()
-            for item, (stream_epoch, _) in zip(batch, results, strict=True):
+            for _ in batch:
                 self._outbox.popleft()
-                if stream_epoch.decode() != item.channel.epoch:
-                    item.channel.synced = False  # the reader re-syncs on its next turn
+            for run, (stream_epoch, offset) in zip(runs, results, strict=True):
+                ch, epoch = run[0].channel, stream_epoch.decode()
+                if offset:  # 0: a repeat the stream already held
+                    ch.written = Position(epoch, int(offset))
+                if run[0].tag:
+                    ch.held -= len(run)
+                    self._end_outage(ch)
+                if epoch != ch.epoch:
+                    ch.synced = False  # the reader re-syncs on its next turn
             self._written += len(batch)
             self._progress.set()
             self._progress = asyncio.Event()
@@ -594,6 +687,32 @@ class RedisBroker:
     def _accept(self, item: _Outgoing) -> None:
         self._outbox.append(item)
         self._accepted += 1
+
+    def _hold(self, item: _Outgoing) -> None:
+        """A shown event kept for the stream: it goes there tagged (a run of them under its
+        first event's tag), so the reader knows it when it comes back. Bounded like the outbox
+        it sits in; kept until the outage epoch ends, since a retried run can come back as two
+        entries under one tag."""
+        item.tag = f"{self._token}:{next(self._tags)}"
+        item.channel.tags.add(item.tag.encode())
+        item.channel.held += 1
+
+    def _end_outage(self, ch: _Channel) -> None:
+        """The outage epoch ends once every shown event is written and the reader has passed
+        the last of them; tags not read by then (trimmed, or a stream that lost its data) never
+        come back, so they are forgotten (this bounds them)."""
+        if ch.held or (ch.written.epoch == ch.epoch and ch.offset < ch.written.offset):
+            return
+        ch.local = None
+        if ch.tags:
+            ch.tags.clear()
+
+    def _report_loss(self, ch: _Channel, resumed: Position) -> None:
+        """Subscribers get a ``gap``: delivery goes on after ``resumed``, not after the last
+        position they hold (any outage epoch ends here too)."""
+        ch.local = None
+        if self._lost is not None:
+            self._lost(ch.name, resumed)
 
     def _show(self, item: _Outgoing) -> None:
         """Deliver an event locally under the channel's outage epoch (Redis is unreachable)."""

@@ -14,24 +14,30 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import __version__
 from .auth import HMAC_ALGORITHMS, mint
-from .config import ConfigError, load_file, validate
-from .tail import TOKEN_ENV
+from .config import CHANNEL_NAME, MIN_SECRET_CHARS, ConfigError, load_file, validate
+from .geo import packaged_data
+from .tail import add_token_options, read_token
 
 if TYPE_CHECKING:
     from .runner import Runner
 
 EXIT_CONFIG = 2
-DEV_SCOPES = "channel:* alerts:ack events:sensitive admin ingest"
+# Every scope the server knows (docs/protocol.md, "Scopes"), besides channel:<name>.
+SCOPES = ("channel:*", "alerts:ack", "events:sensitive", "admin", "ingest")
+DEV_SCOPES = " ".join(SCOPES)
 
 log = logging.getLogger("netsentinel_websocket.cli")
 
@@ -64,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--dev",
         action="store_true",
-        help="development mode: throw-away secret, websocket enabled, TCP ingest on "
-        "127.0.0.1:1514 unless configured; prints a ready token",
+        help="development mode: websocket enabled, an HS secret (the configured one, else a "
+        "throw-away one), TCP ingest on 127.0.0.1:1514 and country enrichment (with the geoip "
+        "extra) unless configured; prints a ready token",
     )
     serve.add_argument("--demo", action="store_true", help="feed a synthetic honeypot stream")
     serve.add_argument(
@@ -73,19 +80,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    token = sub.add_parser("token", help="mint an HS token from the configured secret (dev)")
+    token = sub.add_parser(
+        "token",
+        help="mint an HS token from the configured secret (dev)",
+        description="Print a JWT signed with the HS secret of --config (or --secret), refused "
+        "here when the server would refuse it: an algorithm outside the configuration's "
+        "allowlist, an unknown scope or channel, a lifetime of 0 or less, a short secret.",
+    )
     token.add_argument("--config", metavar="FILE", help="configuration holding the HS secret")
-    token.add_argument("--secret", help="HS secret (default: websocket.auth.jwt.secret)")
+    token.add_argument(
+        "--secret",
+        help=f"HS secret, at least {MIN_SECRET_CHARS} characters (default: "
+        "websocket.auth.jwt.secret of --config)",
+    )
     token.add_argument("--sub", required=True, help="subject (sub claim)")
     token.add_argument(
-        "--scope", default="channel:*", help='space-separated scopes (default "channel:*")'
+        "--scope",
+        default="channel:*",
+        help='space-separated scopes (default "channel:*"): channel:NAME, ' + ", ".join(SCOPES),
     )
-    token.add_argument("--ttl", type=float, default=3600, help="lifetime in seconds (default 3600)")
-    token.add_argument("--alg", default="HS256", choices=sorted(HMAC_ALGORITHMS))
+    token.add_argument(
+        "--ttl", type=float, default=3600, help="lifetime in seconds, above 0 (default 3600)"
+    )
+    token.add_argument(
+        "--alg",
+        choices=sorted(HMAC_ALGORITHMS),
+        help="signing algorithm (default: the first HS one websocket.auth.jwt.algorithms "
+        "of --config allows, else HS256)",
+    )
     token.set_defaults(func=cmd_token)
 
-    check = sub.add_parser("check-config", help="validate a configuration file and exit")
-    check.add_argument("file", metavar="FILE")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a configuration file and exit",
+        description="Validate FILE as serve and the plugin do (exit 0 when it would start, 2 "
+        "with the key and the reason when not); warnings go to stderr.",
+    )
+    check.add_argument("file", metavar="FILE", help="JSON configuration of dotted keys")
     check.set_defaults(func=cmd_check_config)
 
     revoke = sub.add_parser(
@@ -100,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="the server: http(s)://host:port, or its WebSocket URL ws(s)://host:port/ws",
     )
-    revoke.add_argument("--token", help=f"admin token (default: ${TOKEN_ENV})")
+    add_token_options(revoke)
     what = revoke.add_mutually_exclusive_group(required=True)
     what.add_argument("--sub", help="revoke the subject's tokens issued before now")
     what.add_argument("--jti", help="revoke the one token with this jti claim")
@@ -136,26 +167,75 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    """Mint, refusing what the server would refuse (exit 2 with the reason)."""
+    settings = validate(_load(args.config)) if args.config else None
     secret = args.secret
-    if secret is None:
-        secret = validate(_load(args.config)).websocket.jwt.secret
+    if secret is None and settings is not None:
+        secret = settings.websocket.jwt.secret
     if not secret:
         raise ConfigError(
             "websocket.auth.jwt.secret", "no HS secret configured (use --config or --secret)"
         )
     try:
-        print(mint(secret, args.sub, args.scope, args.ttl, algorithm=args.alg))
+        algorithm = token_algorithm(args.alg, settings.websocket.jwt.algorithms if settings else ())
+        channels = settings.websocket.node.channels if settings else None
+        check_scopes(args.scope.split(), channels)
+        if not args.ttl > 0:
+            raise ValueError(f"--ttl must be above 0 seconds (got {args.ttl:g})")
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"the secret must be at least {MIN_SECRET_CHARS} characters")
+        print(mint(secret, args.sub, args.scope, args.ttl, algorithm=algorithm))
     except ValueError as exc:
         print(f"netsentinel-websocket token: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
 
 
+def token_algorithm(asked: str | None, allowed: Sequence[str]) -> str:
+    """The HS algorithm to sign with: ``asked`` if the allowlist (when known) takes it, else
+    the allowlist's first HS one; ValueError when the server would refuse the token."""
+    hs = [alg for alg in allowed if alg in HMAC_ALGORITHMS]
+    if allowed and not hs:
+        raise ValueError(
+            f"websocket.auth.jwt.algorithms ({', '.join(allowed)}) allows no HS algorithm: "
+            "the server would refuse any token signed with the secret"
+        )
+    if asked is None:
+        return hs[0] if hs else "HS256"
+    if allowed and asked not in allowed:
+        raise ValueError(
+            f"--alg {asked} is not in websocket.auth.jwt.algorithms ({', '.join(allowed)}): "
+            "the server would refuse the token"
+        )
+    return asked
+
+
+def check_scopes(scopes: Sequence[str], channels: Sequence[str] | None) -> None:
+    """ValueError for a scope the server does not know (``chanel:*``), a bad channel name,
+    or a channel the configuration (when known) does not declare."""
+    if not scopes:
+        raise ValueError("--scope names no scope")
+    for scope in scopes:
+        if scope in SCOPES:
+            continue
+        kind, _, name = scope.partition(":")
+        if kind != "channel":
+            raise ValueError(f"unknown scope {scope!r} (known: channel:NAME, {', '.join(SCOPES)})")
+        if not CHANNEL_NAME.fullmatch(name):
+            raise ValueError(f"bad channel name in scope {scope!r}")
+        if channels is not None and name not in channels:
+            raise ValueError(
+                f"scope {scope!r}: channel {name!r} is not in websocket.channels "
+                f"({', '.join(channels)})"
+            )
+
+
 def cmd_revoke(args: argparse.Namespace) -> int:
     """One call of the admin API; prints its JSON answer (control characters escaped)."""
-    token = args.token or os.environ.get(TOKEN_ENV)
-    if not token:
-        print(f"netsentinel-websocket revoke: no token (--token or ${TOKEN_ENV})", file=sys.stderr)
+    try:
+        token = read_token(args)
+    except ValueError as exc:
+        print(f"netsentinel-websocket revoke: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     admin = _admin_url(args.url)
     if admin is None:
@@ -206,23 +286,47 @@ def _admin_url(url: str) -> str | None:
     return urlunsplit((scheme, parts.netloc, path + "/admin", "", ""))
 
 
+@dataclass(frozen=True)
+class DevMode:
+    """What ``serve --dev`` added to the configuration, and the token it prints."""
+
+    config: dict[str, Any]
+    token: str
+    algorithm: str
+    generated: bool  # a throw-away secret (none was configured)
+
+
+def dev_mode(config: dict[str, Any]) -> DevMode:
+    """``--dev`` fills in only what is missing: the plugin enabled, TCP ingest on
+    127.0.0.1:1514, country enrichment when the ``geoip`` extra's data file is installed (so
+    the dashboard's map has something to show), an HS secret (a configured one is kept, so
+    tokens from ``token --config`` keep working), an HS algorithm in the allowlist, and a
+    dashboard token."""
+    config = {**config, "websocket.enabled": True}
+    config.setdefault("websocket.ingest.tcp", "127.0.0.1:1514")
+    if packaged_data() is not None:
+        config.setdefault("websocket.geoip.enabled", True)
+    jwt = validate(config).websocket.jwt
+    secret = jwt.secret or secrets.token_urlsafe(32)
+    if jwt.secret is None:
+        config["websocket.auth.jwt.secret"] = secret
+    hs = [alg for alg in jwt.algorithms if alg in HMAC_ALGORITHMS]
+    if not hs:
+        config["websocket.auth.jwt.algorithms"] = [*jwt.algorithms, "HS256"]
+    algorithm = hs[0] if hs else "HS256"
+    token = mint(secret, "dev", DEV_SCOPES, 12 * 3600, algorithm=algorithm)
+    config["websocket.dashboard.token"] = token
+    return DevMode(config, token, algorithm, generated=jwt.secret is None)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .logs import setup_logging
     from .runner import Runner
 
     config = _load(args.config)
-    dev_token = None
-    if args.dev:
-        secret = secrets.token_urlsafe(32)
-        config = {
-            **config,
-            "websocket.enabled": True,
-            "websocket.auth.jwt.algorithms": ["HS256"],
-            "websocket.auth.jwt.secret": secret,
-        }
-        config.setdefault("websocket.ingest.tcp", "127.0.0.1:1514")
-        dev_token = mint(secret, "dev", DEV_SCOPES, 12 * 3600)
-        config["websocket.dashboard.token"] = dev_token
+    dev = dev_mode(config) if args.dev else None
+    if dev is not None:
+        config = dev.config
     settings = validate(config)
     setup_logging(args.log_format or settings.server.log_format)
     if not settings.websocket.enabled:
@@ -232,10 +336,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # keeps its own settings): see docs/performance.md.
     gc.set_threshold(settings.server.gc_threshold, *gc.get_threshold()[1:])
     log.info("garbage collector thresholds %s", gc.get_threshold())
-    return asyncio.run(_serve(runner, dev_token))
+    return asyncio.run(_serve(runner, dev))
 
 
-async def _serve(runner: Runner, dev_token: str | None) -> int:
+async def _serve(runner: Runner, dev: DevMode | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -249,25 +353,55 @@ async def _serve(runner: Runner, dev_token: str | None) -> int:
     log.info("serving on %s (websocket %s)", base, ws)
     if server.ingest_tcp is not None:
         log.info("TCP ingest on %s:%d", server.ingest_tcp.host, runner.ingest_port)
-    if dev_token is not None:
-        _print_dev_banner(base, ws, path, dev_token)
-    print(f"READY {runner.port} {runner.ingest_port or 0}", flush=True)
-    await stop.wait()
-    log.info("shutting down")
-    await runner.stop()
+    token_file = None
+    try:
+        if dev is not None:
+            token_file = _write_token_file(dev.token)
+            _print_dev_banner(base, ws, path, dev, token_file)
+        print(f"READY {runner.port} {runner.ingest_port or 0}", flush=True)
+        await stop.wait()
+        log.info("shutting down")
+        await runner.stop()
+    finally:
+        if token_file is not None:
+            os.unlink(token_file)
     return 0
 
 
-def _print_dev_banner(base: str, ws: str, path: str, token: str) -> None:
+def _write_token_file(token: str) -> str:
+    """The dev token in a file only its owner reads (mkstemp: 0600), for ``tail --token-file``:
+    a token on a command line is visible to every user in the process list."""
+    fd, path = tempfile.mkstemp(prefix="netsentinel-dev-token-", suffix=".jwt")
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(token + "\n")
+    return path
+
+
+def own_command() -> list[str]:
+    """This program as a command that works without an activated venv: the console script
+    by its absolute path, or this interpreter with ``-m``."""
+    script = os.path.abspath(sys.argv[0])
+    if os.path.basename(script) == "netsentinel-websocket" and os.access(script, os.X_OK):
+        return [script]
+    return [sys.executable, "-m", "netsentinel_websocket"]
+
+
+def _print_dev_banner(base: str, ws: str, path: str, dev: DevMode, token_file: str) -> None:
     bar = "!" * 78
+    if dev.generated:
+        secret = f"a throw-away {dev.algorithm} secret was generated: tokens die with the process"
+    else:
+        secret = f"tokens are signed ({dev.algorithm}) with the configured secret"
+    tail = [*own_command(), "tail", ws, "--token-file", token_file, "--channel", "events"]
     print(
         f"{bar}\n"
-        "!! DEVELOPMENT MODE: a throw-away HS256 secret was generated for this run.\n"
-        "!! Tokens die with the process. Never use --dev on a shared or exposed server.\n"
+        f"!! DEVELOPMENT MODE: {secret}.\n"
+        "!! Never use --dev on a shared or exposed server.\n"
         f"{bar}\n"
         f"WebSocket: {ws}\n"
         f"Dashboard: {base}{'' if path == '/' else path}/dashboard\n"
-        f"Token (sub=dev, scope={DEV_SCOPES!r}, 12 h):\n{token}\n"
-        f"Try: netsentinel-websocket tail {ws} --token <token> --channel events\n",
+        f"Token (sub=dev, scope={DEV_SCOPES!r}, 12 h), also in {token_file} until the server "
+        f"stops:\n{dev.token}\n"
+        f"Try: {shlex.join(tail)}\n",
         flush=True,
     )

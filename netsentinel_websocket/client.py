@@ -9,12 +9,15 @@
             else:
                 print(item.channel, item.offset, item.event["event_type"])
 
-The client remembers each channel's last ``(epoch, offset)``. When the connection ends for a
-reason worth retrying (1001 shutdown, 4009 slow consumer, a dropped connection, a refused
-connection, a server restart, 4004 with a token provider) it waits a jittered exponential
-back-off and subscribes again with ``since``: the server sends exactly the missed events, or a
-``gap`` (surfaced as :class:`Gap`) when its history cannot. Events already seen are never
-yielded twice. 4001 (and 4004 without a token provider) raise :class:`AuthenticationError`.
+The client remembers each channel's last ``(epoch, offset)``. The feed ends only when the
+application asks (:meth:`Client.aclose`, leaving the ``async with``). Any other end is worth
+retrying unless it says this client is wrong: 1001 shutdown, 4009 slow consumer, a dropped or
+refused connection, a server restart, 4004 with a token provider, and 1000 from the server too
+(its heartbeat gave up on a silent path: "ping timed out"). The client waits a jittered
+exponential back-off and subscribes again with ``since``: the server sends exactly the missed
+events, or a ``gap`` (surfaced as :class:`Gap`) when its history cannot. Events already seen are
+never yielded twice. 4001 (and 4004 without a token provider) raise
+:class:`AuthenticationError`.
 
 Reading is pulled by the consumer: a consumer that does not iterate stops reading the socket,
 so the server (not this process) bounds what is buffered, and closes with 4009 when it is over
@@ -127,8 +130,9 @@ class Gap:
     """Events the server could not resend: those after ``since`` and, in ``resumed.epoch``,
     those up to ``resumed.offset``. Delivery goes on after ``resumed``.
 
-    A new epoch means the server's history was lost (memory broker restarted); the same epoch
-    means the history no longer reached back to ``since``.
+    A new epoch means the server's history was lost (memory broker restarted, or Redis lost
+    its data: then the gap may come mid-connection, resumed at offset 0 of the new epoch); the
+    same epoch means the history no longer reached back to ``since``.
     """
 
     channel: str
@@ -207,10 +211,6 @@ class _Retry(Exception):
         self.reason = reason
 
 
-class _EndOfStream(Exception):
-    """The server closed with 1000: the feed is over."""
-
-
 def _decode(frame: str | bytes) -> list[protocol.ServerMessage]:
     """A server frame's messages; one that is not protocol v1 means a broken connection."""
     try:
@@ -220,9 +220,10 @@ def _decode(frame: str | bytes) -> list[protocol.ServerMessage]:
 
 
 def _close_outcome(code: int | None, reason: str, refreshable: bool) -> _Retry:
-    """What a close means: returns the retry to make or raises the error that stops."""
-    if code == CLOSE_NORMAL:
-        raise _EndOfStream()
+    """What a close the client did not ask for means: returns the retry to make or raises the
+    error that stops. A 1000 from the server is retried like a drop: the server never ends a
+    feed on its own, and Tornado's heartbeat closes a peer it stopped hearing with 1000 "ping
+    timed out" (a path that went silent), which says nothing about the feed."""
     if code == disconnect.UNAUTHENTICATED.code or (
         code == disconnect.TOKEN_EXPIRED.code and not refreshable
     ):
@@ -295,6 +296,8 @@ class Client:
         self._refresh_timer: asyncio.TimerHandle | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self.expires_at: float | None = None
+        #: True once a connection was established and subscribed: a later retry resumes.
+        self.was_connected = False
 
     # --- public API ---
 
@@ -350,13 +353,9 @@ class Client:
             self._conn = None
             if self._closed:
                 raise StopAsyncIteration
-            try:
-                retry = _close_outcome(
-                    conn.close_code, conn.close_reason or "", self._provider is not None
-                )
-            except _EndOfStream:
-                self._closed = True
-                raise StopAsyncIteration from None
+            retry = _close_outcome(
+                conn.close_code, conn.close_reason or "", self._provider is not None
+            )
             await self._establish(retry)
 
     async def aclose(self) -> None:
@@ -397,8 +396,6 @@ class Client:
                 return
             except _Retry as exc:
                 retry = exc
-            except _EndOfStream:
-                self._closed = True
 
     def _delay(self, attempt: int) -> float:
         """Exponential back-off with "equal jitter": never zero, never in lockstep."""
@@ -468,6 +465,7 @@ class Client:
         if isinstance(reply, protocol.ErrorReply):
             raise SubscriptionError(reply.code, reply.message)
         self._positions.update(reply.positions)
+        self.was_connected = True
         self._pending.extend(buf)  # gaps and recovered events follow the reply
         self._schedule_refresh(welcome.expires_at)
 
@@ -483,7 +481,9 @@ class Client:
             self._positions[channel] = Position(epoch, offset)
             return Event(channel, epoch, offset, msg.event)
         if isinstance(msg, protocol.GapMessage):
-            resumed = self._positions.get(msg.channel) or Position(msg.epoch, 0)
+            resumed = self._positions.get(msg.channel)
+            if resumed is None or resumed.epoch != msg.epoch:  # a live gap into a new epoch
+                resumed = self._positions[msg.channel] = Position(msg.epoch, 0)
             return Gap(msg.channel, msg.since, resumed)
         if isinstance(msg, protocol.AuthOk):
             self._schedule_refresh(msg.expires_at)

@@ -32,6 +32,11 @@ from .session import SessionSettings
 
 OWN_PREFIXES = ("websocket.", "server.")
 
+# The shortest HS secret accepted: shorter ones are guessable offline from any one token.
+MIN_SECRET_CHARS = 16
+# What a channel may be called (websocket.channels, and channel:<name> scopes).
+CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
 DEFAULT_CHANNELS = ("threats", "alerts", "status", "metrics", "events", "network", "packets", "ml")
 
 DEFAULT_ROUTES: tuple[dict[str, Any], ...] = (
@@ -212,7 +217,7 @@ def _redis_installed() -> bool:
 def _channels(key: str, value: Any) -> tuple[str, ...]:
     names = _str_list(key, value)
     for name in names:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", name):
+        if not CHANNEL_NAME.fullmatch(name):
             raise ConfigError(key, f"bad channel name {name!r} (lowercase letters, digits, _.-)")
     if not names:
         raise ConfigError(key, "must name at least one channel")
@@ -223,8 +228,7 @@ def _routes(key: str, value: Any) -> tuple[dict[str, Any], ...]:
     if not isinstance(value, list):
         raise ConfigError(key, f"must be a list of rule objects (got {_show(value)})")
     rules = []
-    for i, rule in enumerate(value):
-        where = f"{key}[{i}]"
+    for i, rule in enumerate(value, 1):  # counted as people count: "rule 1" is the first
         if not isinstance(rule, dict):
             raise ConfigError(key, f"rule {i} must be an object")
         unknown = set(rule) - {"channel", "event_types", "min_severity"}
@@ -233,8 +237,11 @@ def _routes(key: str, value: Any) -> tuple[dict[str, Any], ...]:
         if not isinstance(rule.get("channel"), str):
             raise ConfigError(key, f"rule {i}: 'channel' must be a string")
         if "event_types" in rule:
+            types = rule["event_types"]
+            if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+                raise ConfigError(key, f"rule {i}: 'event_types' must be a list of strings")
             try:
-                compile_globs(_str_list(where + ".event_types", rule["event_types"]))
+                compile_globs(types)
             except GlobError as exc:
                 raise ConfigError(key, f"rule {i}: 'event_types': {exc}") from None
         if "min_severity" in rule and rule["min_severity"] not in SEVERITIES:
@@ -336,7 +343,8 @@ KEYS: tuple[Key, ...] = (
         "string",
         None,
         _optional(_secret_string),
-        "Secret for HS* tokens, usually `${NETSENTINEL_WS_SECRET}`. Never logged.",
+        f"Secret for HS* tokens, usually `${{NETSENTINEL_WS_SECRET}}`; at least "
+        f"{MIN_SECRET_CHARS} characters. Never logged.",
         secret=True,
     ),
     Key(
@@ -437,9 +445,11 @@ KEYS: tuple[Key, ...] = (
     Key(
         "websocket.history.size",
         "int",
-        1000,
+        100_000,
         _int(0, 10_000_000),
-        "Events kept per channel for resume with `since`.",
+        "Events kept per channel for resume with `since`; `websocket.history.max_bytes` is "
+        "the bound that usually applies first (100,000 events of 168 bytes fill it), so a "
+        "burst of that size can still be resumed (docs/scaling.md, faults).",
     ),
     Key(
         "websocket.history.max_bytes",
@@ -463,6 +473,15 @@ KEYS: tuple[Key, ...] = (
         MIB,
         _int(4096, 1024 * MIB),
         "Per-connection outbound bound; a client over it is closed with 4009.",
+    ),
+    Key(
+        "websocket.compression",
+        "bool",
+        True,
+        _bool,
+        "Offer permessage-deflate to clients that ask for it (every browser does): each "
+        "group's frame is compressed once, without server context takeover, and the same bytes "
+        "go to every member; false: plain frames only.",
     ),
     Key(
         "websocket.limits.max_message_bytes",
@@ -787,6 +806,7 @@ class EndpointSettings:
     max_message_bytes: int
     queue_max_bytes: int
     sse_heartbeat: float  # seconds between two comment lines on an SSE stream
+    compression: bool  # offer permessage-deflate
 
 
 @dataclass(frozen=True, slots=True)
@@ -964,6 +984,14 @@ def validate(config: Mapping[str, Any], environ: Mapping[str, str] | None = None
         warnings.append(
             ConfigWarning("websocket.enabled", "is false: the plugin does nothing (no endpoint)")
         )
+    elif not any(values[f"websocket.auth.jwt.{k}"] for k in ("secret", "public_key", "jwks_url")):
+        warnings.append(
+            ConfigWarning(
+                "websocket.auth.jwt.secret",
+                "unset, and no .public_key or .jwks_url either: every connection is refused "
+                "(4001 no key configured)",
+            )
+        )
     return Settings(values, _jwt_settings(values), warnings)
 
 
@@ -1043,6 +1071,7 @@ def _websocket_settings(v: Mapping[str, Any], jwt: JWTSettings) -> WebSocketSett
             max_message_bytes=v["websocket.limits.max_message_bytes"],
             queue_max_bytes=v["websocket.queue.max_bytes"],
             sse_heartbeat=v["websocket.sse.heartbeat"],
+            compression=v["websocket.compression"],
         ),
         http=PageSettings(path=v["websocket.path"], dashboard_token=v["websocket.dashboard.token"]),
     )
@@ -1095,7 +1124,8 @@ def keys_markdown() -> str:
         if key.default is None:
             default = "unset"
         elif isinstance(key.default, list) and len(json.dumps(key.default)) > 40:
-            default = "see below"
+            # the section "### Default `key`" under the table, by its anchor
+            default = f"[see below](#default-{key.name.replace('.', '')})"
         else:
             default = f"`{json.dumps(key.default)}`"
         doc = key.doc
@@ -1127,11 +1157,20 @@ def load_file(path: str) -> dict[str, Any]:
 
 def _cross_checks(values: dict[str, Any]) -> None:
     channels = set(values["websocket.channels"])
-    for i, rule in enumerate(values["websocket.routes"]):
-        if rule["channel"] not in channels:
+    defaults = values["websocket.routes"] == DEFAULT_ROUTES
+    for i, rule in enumerate(values["websocket.routes"], 1):
+        if rule["channel"] in channels:
+            continue
+        if defaults:  # the user wrote channels only: blame what they wrote, say what to do
             raise ConfigError(
-                "websocket.routes", f"rule {i}: channel {rule['channel']!r} is not declared"
+                "websocket.channels",
+                f"does not declare {rule['channel']!r}, which the default websocket.routes "
+                "send events to: declare it, or set websocket.routes to rules of your own",
             )
+        raise ConfigError(
+            "websocket.routes",
+            f"rule {i}: channel {rule['channel']!r} is not declared in websocket.channels",
+        )
     if bool(values["server.tls.cert"]) != bool(values["server.tls.key"]):
         key = "server.tls.key" if values["server.tls.cert"] else "server.tls.cert"
         raise ConfigError(key, "server.tls.cert and server.tls.key go together")
@@ -1147,9 +1186,11 @@ def _cross_checks(values: dict[str, Any]) -> None:
     algs = values["websocket.auth.jwt.algorithms"]
     if (
         values["websocket.auth.jwt.secret"] is not None
-        and len(values["websocket.auth.jwt.secret"]) < 16
+        and len(values["websocket.auth.jwt.secret"]) < MIN_SECRET_CHARS
     ):
-        raise ConfigError("websocket.auth.jwt.secret", "must be at least 16 characters")
+        raise ConfigError(
+            "websocket.auth.jwt.secret", f"must be at least {MIN_SECRET_CHARS} characters"
+        )
     asym = [a for a in algs if a not in HMAC_ALGORITHMS]
     if (
         asym

@@ -12,7 +12,9 @@ import asyncio
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Iterator
+from typing import Any
 
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
@@ -40,9 +42,81 @@ from .wsprotocol import StrictProtocol
 
 log = logging.getLogger("netsentinel_websocket.connection")
 
+#: The headers Tornado keeps of the handshake's answer (see :meth:`_shed_request`).
+_RESPONSE_HEADERS = (
+    "Server",
+    "Date",
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Accept",
+    "Sec-WebSocket-Protocol",
+    "Sec-WebSocket-Extensions",
+)
+
+
+class _Heartbeat:
+    """One timer for all of a node's WebSocket connections, in place of Tornado's ping task per
+    connection (a task, its coroutine and its sleeps: about 1 KiB a connection). Every
+    ``interval`` it pings each connection; ``timeout`` later (at most ``interval``; 0: never)
+    those that have not answered are closed with 1000 "ping timed out", as Tornado's own
+    heartbeat does."""
+
+    def __init__(self, interval: float, timeout: float) -> None:
+        self._interval = interval
+        self._timeout = min(timeout, interval)
+        self._members: dict[WebSocketEndpoint, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, conn: WebSocketEndpoint) -> None:
+        self._members[conn] = None
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._ping)
+
+    def discard(self, conn: WebSocketEndpoint) -> None:
+        self._members.pop(conn, None)
+
+    def _ping(self) -> None:
+        self._timer = None
+        if not self._members:
+            return  # the next connection starts the timer again
+        pinged = [conn for conn in tuple(self._members) if conn.send_ping()]
+        loop = asyncio.get_running_loop()
+        if self._timeout > 0:
+            loop.call_later(self._timeout, self._check, pinged)
+        self._timer = loop.call_later(self._interval, self._ping)
+
+    def _check(self, pinged: list[WebSocketEndpoint]) -> None:
+        for conn in pinged:
+            if conn in self._members and not conn.answered:
+                conn.close(None, "ping timed out")
+
+
+#: The heartbeat of each node (a node has one set of heartbeat settings).
+_HEARTBEATS: weakref.WeakKeyDictionary[Node, _Heartbeat] = weakref.WeakKeyDictionary()
+
 
 class WebSocketEndpoint(WebSocketHandler):
     """``/ws``: one client connection."""
+
+    # Our state in slots: Tornado's handler already sets 27 instance attributes, and past 30
+    # an instance's attributes leave the class's shared key table for a dict of their own
+    # (1.5 KiB per connection).
+    __slots__ = (
+        "node",
+        "connection_id",
+        "session",
+        "_outbox",
+        "_ip",
+        "_admitted",
+        "_subject_counted",
+        "_closing",
+        "_close_sent",
+        "_timer",
+        "_subprotocol_token",
+        "_opened",
+        "opened_at",
+        "answered",
+    )
 
     def initialize(self, node: Node) -> None:
         self.node = node
@@ -64,20 +138,31 @@ class WebSocketEndpoint(WebSocketHandler):
         self._subprotocol_token: str | None = None
         self._opened = time.monotonic()
         self.opened_at = time.time()  # for the admin's connection list
+        self.answered = True  # the last heartbeat ping got its pong (see _Heartbeat)
 
     # --- Tornado settings, taken from the node's configuration ---
 
     @property
     def ping_interval(self) -> float | None:
-        return self.node.settings.endpoint.ping_interval
-
-    @property
-    def ping_timeout(self) -> float | None:
-        return self.node.settings.endpoint.ping_timeout
+        """None: Tornado's ping task per connection is replaced by the node's one
+        :class:`_Heartbeat`."""
+        return None
 
     @property
     def max_message_size(self) -> int:
         return self.node.settings.endpoint.max_message_bytes
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        """permessage-deflate for clients that offer it (every browser does), unless
+        ``websocket.compression`` is off; see :class:`~.wsprotocol.StrictProtocol` for what is
+        negotiated and :mod:`.frames` for how frames are compressed once per group."""
+        return {} if self.node.settings.endpoint.compression else None
+
+    @property
+    def deflate(self) -> int | None:
+        """The window bits of the compressed frames this client takes; None: plain frames."""
+        ws = self.ws_connection
+        return ws.deflate if isinstance(ws, StrictProtocol) else None
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         protocol = super().get_websocket_protocol()
@@ -152,13 +237,24 @@ class WebSocketEndpoint(WebSocketHandler):
             self.close_with(refusal)
             return
         self._admitted = True
-        await self._run(
-            self.session.handshake(
-                self.request.headers.get("Authorization"),
-                self._subprotocol_token,
-                self.get_query_argument("token", None),
-            )
-        )
+        self._heartbeat(join=True)
+        header = self.request.headers.get("Authorization")
+        query = self.get_query_argument("token", None)
+        subprotocol, self._subprotocol_token = self._subprotocol_token, None
+        self._shed_request()
+        await self._run(self.session.handshake(header, subprotocol, query))
+
+    def _shed_request(self) -> None:
+        """Empty the upgrade request's headers and arguments, all read by now: Tornado's
+        handshake coroutine holds them for the connection's whole life (about 1.5 KiB a
+        connection), and they may carry the token. Tornado reads neither once the stream is
+        detached; the address is kept in ``_ip``."""
+        request = self.request
+        request.headers.clear()
+        request.arguments.clear()
+        request.query_arguments.clear()
+        for name in _RESPONSE_HEADERS:  # the 101 answer's, long written
+            self.clear_header(name)
 
     async def on_message(self, message: str | bytes) -> None:
         await self._run(self.session.receive(message, time.monotonic(), time.time()))
@@ -253,7 +349,7 @@ class WebSocketEndpoint(WebSocketHandler):
             channels=list(request.channels),
         )
         await self.node.hub.subscribe(
-            self, request.id, request.channels, request.filter, request.since
+            self, request.id, request.channels, request.filter, request.since, self.deflate
         )
 
     def _acknowledge(self, action: Acknowledge) -> bool | None:
@@ -268,6 +364,7 @@ class WebSocketEndpoint(WebSocketHandler):
         except Exception:
             log.exception("netsentinel_alert_acknowledged failed for alert %r", request.alert_id)
             return False
+        self.node.announce_ack(request.alert_id, action.subject, request.note)
         return True
 
     def _arm(self, delay: float | None) -> None:
@@ -276,6 +373,35 @@ class WebSocketEndpoint(WebSocketHandler):
             self._timer = None
         if delay is not None:
             self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    # --- heartbeat ---
+
+    def _heartbeat(self, join: bool) -> None:
+        """Join (or leave) the node's heartbeat, when ``websocket.heartbeat.interval`` is set."""
+        endpoint = self.node.settings.endpoint
+        if endpoint.ping_interval is None:
+            return
+        beat = _HEARTBEATS.get(self.node)
+        if beat is None:
+            beat = _HEARTBEATS[self.node] = _Heartbeat(
+                endpoint.ping_interval, endpoint.ping_timeout
+            )
+        if join:
+            beat.add(self)
+        else:
+            beat.discard(self)
+
+    def send_ping(self) -> bool:
+        """A heartbeat ping; False when the connection can take none (closing)."""
+        ws = self.ws_connection
+        if ws is None or ws.is_closing():
+            return False
+        self.answered = False
+        ws.write_ping(b"")
+        return True
+
+    def on_pong(self, data: bytes) -> None:
+        self.answered = True
 
     # --- closing ---
 
@@ -315,6 +441,7 @@ class WebSocketEndpoint(WebSocketHandler):
     def on_close(self) -> None:
         self._closing = True
         self._arm(None)
+        self._heartbeat(join=False)
         if not self._admitted:
             return
         principal = self.session.principal

@@ -14,7 +14,20 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-ATTACKERS = ("203.0.113.7", "198.51.100.23", "192.0.2.200", "185.220.101.4", "45.155.205.9")
+# Public addresses so that country enrichment (websocket.geoip.enabled) has something to put on
+# the dashboard's map; the stream is synthetic and says nothing about these networks.
+ATTACKERS = (
+    "61.177.172.13",
+    "218.92.0.112",
+    "185.220.101.4",
+    "45.155.205.9",
+    "89.248.165.52",
+    "177.54.150.10",
+    "103.99.0.122",
+    "104.248.0.13",
+    "5.188.206.14",
+    "203.0.113.7",
+)
 USERS = ("root", "admin", "ubuntu", "pi", "oracle", "test", "postgres", "git")
 PASSWORDS = ("123456", "admin", "password", "raspberry", "toor", "qwerty", "letmein", "P@ssw0rd")
 NODES = ("canary-dmz-1", "canary-office-2")

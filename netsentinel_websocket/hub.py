@@ -1,6 +1,7 @@
 """The hub: who is subscribed to what, and the fan-out hot path.
 
-Subscribers of a channel are grouped by (filter, redaction class). The broker hands publications
+Subscribers of a channel are grouped by (filter, redaction class, compression: see
+:mod:`.frames`). The broker hands publications
 to :meth:`Hub.on_publication`; the hub collects those of one event-loop turn and flushes once:
 per channel and group, the filter runs once per event, the matching prepared messages are joined
 into one WebSocket frame, and that same bytes object is written to every member. The cost per
@@ -67,15 +68,21 @@ class Subscriber(Protocol):
 
 
 class _Group:
-    __slots__ = ("key", "filter", "redactor", "stream", "members")
+    __slots__ = ("key", "filter", "redactor", "stream", "deflate", "members")
 
     def __init__(
-        self, key: tuple[Any, ...], flt: Filter, redactor: Redactor | None, stream: Streams
+        self,
+        key: tuple[Any, ...],
+        flt: Filter,
+        redactor: Redactor | None,
+        stream: Streams,
+        deflate: int | None,
     ) -> None:
         self.key = key
         self.filter = flt
         self.redactor = redactor
         self.stream = stream  # an SSE group's channels; None for WebSocket subscribers
+        self.deflate = deflate  # the window bits of its compressed frames; None: plain
         self.members: dict[Subscriber, None] = {}
 
 
@@ -139,6 +146,25 @@ class Hub:
             if channel is not None:
                 self._deliver(channel, pubs, now)
 
+    def on_loss(self, name: str, resumed: Position) -> None:
+        """Called by the broker when publications after the last it delivered are gone (a
+        Redis that lost its data, a stream trimmed past a lagging reader): every subscriber of
+        ``name`` gets a ``gap`` from where it stands, and live delivery goes on after
+        ``resumed``. Pending publications go first, so the gap stands where the loss is."""
+        self.flush()
+        channel = self._channels.get(name)
+        if channel is None:
+            return
+        message = protocol.gap(name, resumed.epoch, channel.head)
+        channel.head = resumed
+        for group in tuple(channel.groups.values()):
+            if group.stream is None:
+                ((frame, _),) = coalesce([message])
+            else:
+                frame = sse.gap(message, {n: self._channels[n].head for n in group.stream})
+            for subscriber in tuple(group.members):
+                subscriber.send_frame(frame)
+
     def _deliver(self, channel: _Audience, pubs: list[Publication], now: float) -> None:
         for recovering in channel.recovering:
             recovering.buffer.extend(pubs)
@@ -155,7 +181,7 @@ class Hub:
             sent = 0  # events in the frames: a publication left out is not delivered
             chosen, messages = self._messages(chosen, redactor)
             if group.stream is None:
-                frames = coalesce(messages)
+                frames = coalesce(messages, window_bits=group.deflate)
             else:
                 heads = {name: self._channels[name].head for name in group.stream}
                 frames = list(sse.event_chunks(heads, zip(chosen, messages, strict=True)))
@@ -201,12 +227,14 @@ class Hub:
         channels: Sequence[str],
         flt: Filter,
         since: Mapping[str, Position],
+        deflate: int | None = None,
     ) -> None:
         """Subscribe to ``channels``; writes the ``subscribed`` reply to ``request_id``, then
         any gaps,
         then the missed events as a replay paced by the subscriber (frames of at most 1 MiB,
         each built when the previous one was taken), before the first live event of these
-        channels.
+        channels. With ``deflate`` (window bits: the client negotiated permessage-deflate)
+        the events come in compressed frames, made once per group (:mod:`.frames`).
 
         A reported position is where the subscriber stands: its next event on that channel
         has the following offset.
@@ -226,8 +254,8 @@ class Hub:
             subscriber.send_frame(frame)
         if missed:
             messages = (message for _, message in self._replay_messages(missed, redactor))
-            subscriber.send_replay(iter_frames(messages))
-        self._join(subscriber, channels, flt, redactor)
+            subscriber.send_replay(iter_frames(messages, window_bits=deflate))
+        self._join(subscriber, channels, flt, redactor, deflate=deflate)
 
     async def stream(
         self,
@@ -329,16 +357,17 @@ class Hub:
         flt: Filter,
         redactor: Redactor | None,
         stream: Streams = None,
+        deflate: int | None = None,
     ) -> None:
         """Put the subscriber in the group of each channel (leaving any group it was in)."""
         mine = self._memberships.setdefault(subscriber, {})
-        key = (flt.key, redactor is None) if stream is None else (flt.key, redactor is None, stream)
+        key = (flt.key, redactor is None, stream, deflate)
         for name in channels:
             self._leave(subscriber, name)
             channel = self._channel(name)
             group = channel.groups.get(key)
             if group is None:
-                group = channel.groups[key] = _Group(key, flt, redactor, stream)
+                group = channel.groups[key] = _Group(key, flt, redactor, stream, deflate)
             group.members[subscriber] = None
             mine[name] = group
             channel.subscribed.inc()
@@ -362,7 +391,7 @@ class Hub:
         redactor = self._redactor_for(subscriber)
         for name, group in list(self._memberships.get(subscriber, {}).items()):
             if group.redactor is not redactor:
-                self._join(subscriber, [name], group.filter, redactor, group.stream)
+                self._join(subscriber, [name], group.filter, redactor, group.stream, group.deflate)
 
     def subscriber_counts(self) -> dict[str, int]:
         """Subscribers per channel, for ``/ws/stats``."""

@@ -57,6 +57,25 @@ class RedactTokens(logging.Filter):
         return True
 
 
+class HealthProbes(logging.Filter):
+    """A 503 from ``/healthz`` is the answer a probe asked for (the broker is not ready), not
+    a server error, yet Tornado's access log puts every 5xx at ERROR: one line per probe, every
+    few seconds. Those lines are demoted to INFO, and so kept out of a WARNING-level access
+    log; the broker logs the outage itself, once ("redis broker unavailable")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            isinstance(args, tuple)
+            and len(args) == 3
+            and args[0] == 503
+            and str(args[1]).startswith(("GET /healthz ", "HEAD /healthz "))
+        ):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ts, level, logger, message, the record's ``extra`` fields,
     and exc when there is one."""
@@ -86,4 +105,7 @@ def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    access = logging.getLogger("tornado.access")
+    access.setLevel(logging.WARNING)
+    if not any(isinstance(f, HealthProbes) for f in access.filters):
+        access.addFilter(HealthProbes())

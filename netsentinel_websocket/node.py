@@ -36,6 +36,9 @@ from .routing import Router
 
 log = logging.getLogger("netsentinel_websocket")
 
+#: The event type of an acknowledgement announcement (see :meth:`Node.announce_ack`).
+ACK_EVENT_TYPE = "alert.acknowledged"
+
 
 class Seat(Protocol):
     """What every connection holds of its session: whom it speaks for (None until a token is
@@ -140,16 +143,22 @@ class Node:
         if self._started:
             return
         self._started = True
-        await self.broker.start(self.hub.on_publication)
+        await self.broker.start(self.hub.on_publication, self.hub.on_loss)
         self.metrics.broker_up.set(1 if self.broker.ready else 0)
 
     async def stop(self) -> None:
-        """Flush, close every client with 1001 (after its queue drains, within the grace), stop."""
+        """Deliver what was published (the broker's :meth:`~Broker.delivered`), flush, close
+        every client with 1001 (after its queue drains), stop; all within the grace. The host
+        stops publishing first (the runner refuses ingest), so nothing acknowledged is left."""
         if not self._started or self._stopping:
             return
         self._stopping = True
-        self.hub.flush()
         deadline = time.monotonic() + self.settings.node.shutdown_grace
+        try:
+            await asyncio.wait_for(self.broker.delivered(), self.settings.node.shutdown_grace)
+        except asyncio.TimeoutError:
+            log.warning("shutdown: the broker did not deliver everything within the grace")
+        self.hub.flush()
         for conn in list(self.connections):
             conn.close_when_drained(disconnect.SHUTDOWN)
         if self.connections:
@@ -185,6 +194,20 @@ class Node:
         for channel in channels:
             self.broker.publish(channel, prepared)
             self._published[channel].inc()
+
+    def announce_ack(self, alert_id: str, subject: str, note: str | None) -> None:
+        """Publish an acknowledgement the host recorded as an ordinary ``alert.acknowledged``
+        event (routed like any ``alert.*``, to ``alerts`` by default), so every open dashboard
+        on every node sees who acknowledged what and when, and history keeps it."""
+        self.publish(
+            {
+                "event_type": ACK_EVENT_TYPE,
+                "severity": "info",
+                "source": "netsentinel-websocket",
+                "data": {"alert_id": alert_id, "by": subject, "note": note, "at": time.time()},
+                "tags": ["ack"],
+            }
+        )
 
     # --- connection admission ---
 

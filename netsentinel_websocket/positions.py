@@ -7,9 +7,8 @@ lost), so a client holding a position of another epoch cannot be served from his
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any, Protocol
 
 import orjson
@@ -29,20 +28,36 @@ class Position:
 
 
 class PreparedEvent:
-    """One normalized event and its JSON, serialized at most once per redaction class."""
+    """One normalized event and its JSON, serialized at most once per redaction class.
 
-    __slots__ = ("event", "received", "_full", "_redacted")
+    Either may be given: an event kept in history is only its JSON (``event`` None), decoded
+    again when a filter or a redactor needs it, since the dict costs over twice its JSON.
+    """
 
-    def __init__(self, event: dict[str, Any], received: float, full: bytes | None = None) -> None:
-        self.event = event
+    __slots__ = ("_event", "received", "_full", "_redacted")
+
+    def __init__(
+        self, event: dict[str, Any] | None, received: float, full: bytes | None = None
+    ) -> None:
+        if event is None and full is None:
+            raise ValueError("a prepared event needs its event or its JSON")
+        self._event = event
         self.received = received
         self._full = full
         self._redacted: bytes | None = None
 
+    @property
+    def event(self) -> dict[str, Any]:
+        """The normalized event (decoded from its JSON when only that was kept)."""
+        if self._event is None:
+            assert self._full is not None
+            self._event = orjson.loads(self._full)
+        return self._event
+
     def json(self, redactor: Redactor | None) -> bytes:
         """The event's JSON; with a redactor, the redacted form (shared when nothing hides)."""
         if self._full is None:
-            self._full = orjson.dumps(self.event, default=str, option=orjson.OPT_NON_STR_KEYS)
+            self._full = orjson.dumps(self._event, default=str, option=orjson.OPT_NON_STR_KEYS)
         if redactor is None:
             return self._full
         if self._redacted is None:
@@ -111,7 +126,8 @@ class Recent(Protocol):
 
     def __len__(self) -> int: ...
 
-    def __iter__(self) -> Iterator[Publication]: ...
+    def newest(self, count: int) -> list[Publication]:
+        """The last ``count`` publications (at most ``len``), oldest first."""
 
 
 def recover_from(history: Recent, top: Position, since: Position | None) -> Recovery:
@@ -125,7 +141,7 @@ def recover_from(history: Recent, top: Position, since: Position | None) -> Reco
         return Recovery((), top, True)
     if missed > len(history):
         return Recovery((), top, False)
-    return Recovery(list(islice(history, len(history) - missed, None)), top, True)
+    return Recovery(history.newest(missed), top, True)
 
 
 def catch_up(

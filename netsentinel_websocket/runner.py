@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +65,7 @@ class Pipeline:
 
 
 MAX_ERRORS_SHOWN = 100  # reasons given back per upload; the rest are only counted
+FEED_WAIT = 5.0  # seconds shutdown waits for uploads still feeding the pipeline
 
 
 @tornado.web.stream_request_body
@@ -87,6 +89,8 @@ class IngestHandler(BearerHandler):
     async def prepare(self) -> None:
         if self.request.method != "POST" or await self.bearer("ingest") is None:
             return
+        if self.runner.stopping:
+            return self._shutting_down()
         if self.runner.uploads >= self.runner.settings.server.max_uploads:
             self.set_header("Retry-After", "1")
             return self.write_json(503, {"error": "too many uploads in progress"})
@@ -102,6 +106,8 @@ class IngestHandler(BearerHandler):
     async def post(self) -> None:
         """JSON is answered 202; OpenCanary's default webhook form 200, the only status its
         ``WebhookHandler`` takes for success unless configured otherwise."""
+        if self.runner.stopping:  # the body arrived after shutdown began: not accepted
+            return self._shutting_down()
         body = bytes(self._body)
         form = is_form(self.request.headers.get("Content-Type", ""), body)
         events, errors = parse_form(body) if form else parse_body(body)
@@ -114,9 +120,20 @@ class IngestHandler(BearerHandler):
             shown["errors_omitted"] = len(errors) - MAX_ERRORS_SHOWN
         if errors and not events:
             return self.write_json(400, {"accepted": 0, **shown})
-        for event in events:
-            await self.runner.pipeline.feed(event)
+        self.runner.feeding += 1
+        try:
+            for event in events:
+                await self.runner.pipeline.feed(event)
+        finally:
+            self.runner.feeding -= 1
         self.write_json(200 if form else 202, {"accepted": len(events), **shown})
+
+    def _shutting_down(self) -> None:
+        """503 and close: nothing is acknowledged that shutdown might not deliver; the sender
+        retries elsewhere (or here once restarted)."""
+        self.set_header("Retry-After", "1")
+        self.set_header("Connection", "close")
+        self.write_json(503, {"error": "shutting down"})
 
     def on_finish(self) -> None:
         self._release()
@@ -129,6 +146,16 @@ class IngestHandler(BearerHandler):
         if self._slot:
             self._slot = False
             self.runner.uploads -= 1
+
+
+def _listen(key: str, host: str, port: int, backlog: int) -> list[socket.socket]:
+    """Bound listening sockets; a failure names the address and the key that set it
+    ("Address already in use" alone does not say which of the two ports)."""
+    try:
+        return bind_sockets(port, host or None, backlog=backlog)
+    except OSError as exc:
+        where = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+        raise OSError(exc.errno, f"cannot listen on {where} ({key}): {exc.strerror}") from exc
 
 
 async def _nothing_to_settle() -> None:
@@ -167,6 +194,8 @@ class Runner:
         relay: dict[str, Any] = {hookspecs.HOOK_RELAY_SETTING: self.pm.hook}
         self.app = tornado.web.Application(routes, **relay)
         self.uploads = 0  # POST /ingest bodies being received
+        self.feeding = 0  # POST /ingest requests handing their events to the pipeline
+        self.stopping = False  # set first in stop(): the ingest answers 503 from then on
         self._http: GuardedHTTPServer | None = None
         self._ingest: IngestServer | None = None
         self._demo_task: asyncio.Task[None] | None = None
@@ -180,7 +209,7 @@ class Runner:
         s = self.settings.server
         ssl_ctx = s.tls.context() if s.tls else None
         raise_fd_limit()
-        sockets = guard_sockets(bind_sockets(s.port, s.bind, backlog=s.backlog))
+        sockets = guard_sockets(_listen("server.port", s.bind, s.port, s.backlog))
         self.port = sockets[0].getsockname()[1]
         for coro in self.pm.hook.netsentinel_startup(app=self.app):
             await coro
@@ -196,7 +225,7 @@ class Runner:
         if s.ingest_tcp:
             self._ingest = IngestServer(self.pipeline.feed, self.metrics, s.ingest_tcp)
             ingest_sockets = guard_sockets(
-                bind_sockets(s.ingest_tcp.port, s.ingest_tcp.host, backlog=s.backlog)
+                _listen("websocket.ingest.tcp", s.ingest_tcp.host, s.ingest_tcp.port, s.backlog)
             )
             self.ingest_port = ingest_sockets[0].getsockname()[1]
             self._ingest.add_sockets(ingest_sockets)
@@ -209,9 +238,11 @@ class Runner:
             self._demo_task = asyncio.create_task(run_demo(self.pipeline.feed_raw))
 
     async def stop(self) -> None:
-        """Stop consumers (the TCP ingest drained: what its senders already sent is published
-        while subscribers are still connected), then let plugins close their clients (1001) and
-        stop processors."""
+        """Stop accepting first (``POST /ingest`` answers 503, the listeners close, the TCP
+        ingest is drained: what its senders already sent is published), so every event
+        acknowledged before is in the broker; then plugins deliver it to their subscribers and
+        close them with 1001, and processors stop."""
+        self.stopping = True
         if self._demo_task is not None:
             self._demo_task.cancel()
         if self._files is not None:
@@ -220,6 +251,9 @@ class Runner:
             self._http.stop()
         if self._ingest is not None:
             await self._ingest.drain()
+        deadline = asyncio.get_running_loop().time() + FEED_WAIT
+        while self.feeding and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)  # uploads still handing events to a (slow) processor
         for coro in self.pm.hook.netsentinel_shutdown(app=self.app):
             await coro
         for processor in self.processors:

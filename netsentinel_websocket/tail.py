@@ -15,7 +15,9 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -54,8 +56,11 @@ ROUTINE_FIELDS = frozenset(
 PROSE_BREAKS = re.compile(r"[ \t\r\n]+")
 
 EPILOG = f"""\
-The token comes from --token or, better (it stays out of the process list), from the
-{TOKEN_ENV} environment variable.
+The token comes from --token, or better (it stays out of the process list) from a file
+(--token-file: its first line) or the {TOKEN_ENV} environment variable.
+
+The address may be ws(s)://, http(s):// (the same server) or host:port; without a path,
+/ws is used.
 
 Output: one line per event (UTC time, severity, event type, source address, summary);
 severities are coloured when stdout is a terminal and NO_COLOR is not set. With --json, one
@@ -71,7 +76,7 @@ Connection losses (server restart, network, slow consumer) are retried with back
 stream resumes where it stopped, with one notice on stderr.
 
 Exit codes:
-  0  stopped with Ctrl-C (or SIGTERM), or the server ended the stream (close 1000)
+  0  stopped with Ctrl-C (or SIGTERM); any close from the server, 1000 included, is retried
   1  connection failure that retrying cannot fix (HTTP 403/404 at the handshake, ...)
   2  usage error (bad option, no token, bad --filter, unknown channel)
   3  authentication refused (invalid or expired token: 4001/4004) or channel not allowed
@@ -86,8 +91,10 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("url", help="WebSocket address, e.g. ws://127.0.0.1:8082/ws")
-    p.add_argument("--token", help=f"JWT (default: ${TOKEN_ENV})")
+    p.add_argument(
+        "url", help="the server: ws://127.0.0.1:8082/ws, http://127.0.0.1:8082 or 127.0.0.1:8082"
+    )
+    add_token_options(p)
     p.add_argument(
         "--channel",
         action="append",
@@ -110,11 +117,50 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_tail)
 
 
-def cmd_tail(args: argparse.Namespace) -> int:
-    token = args.token or os.environ.get(TOKEN_ENV)
+def add_token_options(parser: argparse.ArgumentParser) -> None:
+    """``--token`` and ``--token-file`` (``tail`` and ``revoke``), read by :func:`read_token`."""
+    parser.add_argument(
+        "--token", help=f"JWT (visible in the process list: prefer --token-file or ${TOKEN_ENV})"
+    )
+    parser.add_argument(
+        "--token-file", metavar="FILE", help=f"file holding the JWT (default: ${TOKEN_ENV})"
+    )
+
+
+def read_token(args: argparse.Namespace) -> str:
+    """The token from --token, --token-file (first line) or the environment; ValueError with
+    the reason when there is none (never the token itself)."""
+    token = args.token
+    if token is None and args.token_file is not None:
+        try:
+            with open(args.token_file, encoding="utf-8") as fh:
+                token = fh.readline(16 * 1024).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read --token-file {args.token_file}: {exc}") from None
+    token = token or os.environ.get(TOKEN_ENV)
     if not token:
-        return _usage(f"no token: use --token or set {TOKEN_ENV}")
+        raise ValueError(f"no token: use --token-file, --token or set {TOKEN_ENV}")
+    return token
+
+
+def websocket_url(url: str) -> str:
+    """The WebSocket address a user meant: ``http(s)://`` becomes ``ws(s)://``, a bare
+    ``host:port`` gets ``ws://``, an empty path ``/ws``; ValueError for anything else."""
+    parts = urlsplit(url if "://" in url else "ws://" + url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"not a ws(s)://, http(s):// or host:port address: {url!r}")
     try:
+        parts.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"the port of {url!r} is not a number from 0 to 65535") from None
+    return urlunsplit((scheme, parts.netloc, parts.path or "/ws", parts.query, ""))
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    try:
+        token = read_token(args)
+        url = websocket_url(args.url)
         flt = build_filter(args)
     except ValueError as exc:
         return _usage(str(exc))
@@ -122,7 +168,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     colour = not args.json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     printer = Printer(sys.stdout, sys.stderr, json_lines=args.json, colour=colour)
     try:
-        return asyncio.run(_tail(args.url, token, args.channel, flt, printer))
+        return asyncio.run(_tail(url, token, args.channel, flt, printer))
     except KeyboardInterrupt:  # where signal handlers cannot be installed
         return EXIT_OK
 
@@ -163,6 +209,8 @@ async def _tail(
     client = Client(
         url, token=token, channels=channels, filter=flt, on_reconnect=printer.reconnecting
     )
+    # before the first subscription, nothing is being resumed
+    printer.connected = lambda: client.was_connected
     printer.multi_channel = len(client.channels) > 1
     try:
         async with client:
@@ -190,6 +238,7 @@ class Printer:
         self.json_lines = json_lines
         self.colour = colour
         self.multi_channel = False
+        self.connected: Callable[[], bool] = lambda: True
 
     def show(self, item: Event | Gap) -> None:
         if self.json_lines:
@@ -223,7 +272,10 @@ class Printer:
         """One line per outage (its first retry), not one per attempt."""
         if info.attempt == 1:
             code = f"{info.code} " if info.code is not None else ""
-            self.notice(f"disconnected ({code}{info.reason}); reconnecting and resuming")
+            if self.connected():
+                self.notice(f"disconnected ({code}{info.reason}); reconnecting and resuming")
+            else:
+                self.notice(f"cannot connect ({code}{info.reason}); retrying until it can")
 
     def notice(self, text: str) -> None:
         _say(text, self.err)

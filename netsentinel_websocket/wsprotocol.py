@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tornado.httputil import HTTPHeaders
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketProtocol13
 
@@ -28,9 +29,35 @@ def valid_close_code(code: int) -> bool:
 class StrictProtocol(WebSocketProtocol13):
     """Tornado's protocol, refusing unmasked frames and bad close frames with 1002."""
 
+    # In slots: Tornado's protocol sets 29 instance attributes, and a 30th would move them
+    # all out of the class's shared key table into a dict of their own (1.5 KiB a connection).
+    __slots__ = ("_at_header", "deflate")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._at_header = False  # set here, with Tornado's own, so instances share dict keys
+        self._at_header = False
+        #: The window bits of the compressed frames this client takes (permessage-deflate
+        #: negotiated), None when it takes plain frames only.
+        self.deflate: int | None = None
+
+    def _parse_extensions_header(self, headers: HTTPHeaders) -> list[tuple[str, dict[str, str]]]:
+        """The client's offers, narrowed to the first permessage-deflate offer we accept, with
+        ``server_no_context_takeover`` added; Tornado then answers with it (and only it).
+
+        Without context takeover every compressed message stands alone, which is what lets one
+        compressed frame serve a whole group (:mod:`.frames`); it also keeps Tornado from
+        holding a compressor (over 256 KiB) per connection. Offers we cannot honour are
+        declined, not failed: unknown parameters (Tornado would refuse the handshake) and a
+        ``server_max_window_bits`` under 9 (zlib's smallest raw window)."""
+        if self.params.compression_options is None:
+            return []
+        for name, offer in _extension_offers(headers.get("Sec-WebSocket-Extensions", "")):
+            bits = _acceptable_deflate(name, offer)
+            if bits is not None:
+                self.deflate = bits
+                agreed = {**offer, "server_no_context_takeover": None}
+                return [(name, agreed)]  # type: ignore[list-item]  # None: a bare parameter
+        return []
 
     async def _receive_frame(self) -> None:
         self._at_header = True
@@ -53,6 +80,55 @@ class StrictProtocol(WebSocketProtocol13):
             self.close(PROTOCOL_ERROR.code, PROTOCOL_ERROR.reason)
             return None
         return super()._handle_message(opcode, data)
+
+
+_DEFLATE_PARAMETERS = frozenset(
+    {
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+    }
+)
+
+
+def _extension_offers(header: str) -> list[tuple[str, dict[str, str | None]]]:
+    """``Sec-WebSocket-Extensions`` as (name, parameters) offers, in order; a parameter
+    without a value maps to None (Tornado's own parser drops those, which loses
+    ``client_no_context_takeover``)."""
+    offers: list[tuple[str, dict[str, str | None]]] = []
+    for element in header.split(","):
+        name, *params = (part.strip() for part in element.split(";"))
+        if not name:
+            continue
+        offer: dict[str, str | None] = {}
+        for param in params:
+            key, sep, value = param.partition("=")
+            offer[key.strip()] = value.strip().strip('"') if sep else None
+        offers.append((name, offer))
+    return offers
+
+
+def _acceptable_deflate(name: str, offer: dict[str, str | None]) -> int | None:
+    """The server window bits to compress with under a permessage-deflate offer, or None when
+    it is another extension or an offer we decline (RFC 7692 section 7.1)."""
+    if name != "permessage-deflate" or not offer.keys() <= _DEFLATE_PARAMETERS:
+        return None
+    if offer.get("server_no_context_takeover") or offer.get("client_no_context_takeover"):
+        return None  # these take no value
+    if not _window_bits_ok(offer.get("client_max_window_bits"), optional=True):
+        return None
+    server_bits = offer.get("server_max_window_bits")
+    if server_bits is None:
+        return None if "server_max_window_bits" in offer else 15
+    return int(server_bits) if _window_bits_ok(server_bits) and int(server_bits) >= 9 else None
+
+
+def _window_bits_ok(value: str | None, optional: bool = False) -> bool:
+    """An offered window size: 8 to 15 (or absent, where the parameter may have no value)."""
+    if value is None:
+        return optional
+    return value.isdigit() and 8 <= int(value) <= 15 and value == str(int(value))
 
 
 def _valid_close_payload(data: bytes) -> bool:

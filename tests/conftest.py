@@ -414,6 +414,47 @@ def close_code(payload: bytes) -> int | None:
     return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
 
 
+async def raw_handshake(
+    port: int,
+    path: str = "/ws",
+    extra_headers: str = "",
+    token: str | None = None,
+    rcvbuf: int | None = None,
+) -> tuple[socket.socket, dict[str, str], bytes]:
+    """A WebSocket upgrade on a bare non-blocking socket (``extra_headers``: whole header lines
+    with their CRLF): the socket, the 101 answer's headers (lower-case names) and the bytes
+    already read after them. ``rcvbuf`` pins the kernel receive buffer."""
+    import base64
+
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{extra_headers}Authorization: Bearer {token or make_token()}\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 5)
+        if not chunk:
+            raise ConnectionError("EOF")
+        buffer += chunk
+    head, rest = buffer.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 101"), head
+    answer = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        answer[name.strip().lower()] = value.strip()
+    return sock, answer, rest
+
+
 class RawClient:
     """A WebSocket client on a bare socket: it reads only when asked and never answers a ping
     or a close by itself, to play a stalled or dead peer the kernel still acknowledges."""
@@ -427,26 +468,9 @@ class RawClient:
         cls, port: int, token: str | None = None, *, rcvbuf: int | None = None, path: str = "/ws"
     ) -> RawClient:
         """Handshake with ``Authorization: Bearer``; ``rcvbuf`` pins the kernel receive buffer."""
-        import base64
-
-        sock = socket.socket()
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: Bearer {token or make_token()}\r\n\r\n"
-        )
-        await loop.sock_sendall(sock, request.encode())
+        sock, _, rest = await raw_handshake(port, path, token=token, rcvbuf=rcvbuf)
         client = cls(sock)
-        while b"\r\n\r\n" not in client.buffer:
-            await client._fill(5)
-        head, client.buffer = client.buffer.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.1 101"), head
+        client.buffer = rest
         return client
 
     async def _fill(self, timeout: float) -> None:

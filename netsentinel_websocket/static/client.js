@@ -8,7 +8,7 @@
  *     onState(state, detail) {}, // connecting | connected | reconnecting | auth-failed | stopped
  *     onGap(message) {},         // history could not cover an outage: events were missed
  *     onEvent(message) {},       // {"type":"event","channel","epoch","offset","event"}
- *     onWelcome(message) {},
+ *     onWelcome(message) {},     // may return a Promise: subscribing waits until it settles
  *   });
  *   client.start();
  *
@@ -77,6 +77,19 @@
     /** Replace the token used for the next connection (e.g. after "auth-failed"). */
     setToken(token) {
       this.token = token;
+    }
+
+    /**
+     * Hand a fresh token (same `sub`) to the live connection before the old one expires, so
+     * nothing is torn down; resolves with `auth_ok`. Not connected: it is kept for the next
+     * connection. A refused token closes the connection with 4001 ("auth-failed").
+     */
+    refreshToken(token) {
+      this.token = token;
+      if (this.state !== "connected") {
+        return Promise.resolve(null);
+      }
+      return this.request({ type: "auth", token });
     }
 
     /**
@@ -247,9 +260,18 @@
       this.welcome = msg;
       this._attempt = 0;
       this._setState("connected", { welcome: msg });
-      this.onWelcome(msg);
+      const ws = this._ws;
       this._pingTimer = setInterval(() => this._heartbeat(), this.pingInterval);
-      this._subscribe(this._wantedChannels(), true).catch(this.onError);
+      // onWelcome may load history first (and set `positions`): subscribe once it is done, on
+      // this same connection, so `since` continues exactly where the history ended.
+      Promise.resolve()
+        .then(() => this.onWelcome(msg))
+        .catch(this.onError)
+        .then(() => {
+          if (this._ws === ws && this.state === "connected") {
+            this._subscribe(this._wantedChannels(), true).catch(this.onError);
+          }
+        });
     }
 
     _heartbeat() {

@@ -69,7 +69,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
     """``new_page(width=1280, height=720)``: a page in a fresh context (own sessionStorage);
-    a JavaScript error on any page fails the test."""
+    a JavaScript error or a Content-Security-Policy violation on any page fails the test."""
     contexts: list[Any] = []
     errors: list[str] = []
 
@@ -79,6 +79,14 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
         page = context.new_page()
         page.set_default_timeout(5000)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on(
+            "console",
+            lambda msg: (
+                errors.append(msg.text)
+                if msg.type == "error" and "Content Security Policy" in msg.text
+                else None
+            ),
+        )
         return page
 
     yield make
@@ -100,6 +108,15 @@ class Feed:
     def publish(self, *events: dict[str, Any]) -> None:
         """Events over the TCP ingest, in one write (the server coalesces what it can)."""
         self.proc.send_lines([orjson.dumps(e) for e in events])
+
+    def history(self, channel: str) -> list[dict[str, Any]]:
+        """The event messages ``/ws/history/<channel>`` holds now (newest 1000)."""
+        request = urllib.request.Request(
+            f"{self.proc.http}/ws/history/{channel}?limit=1000",
+            headers={"Authorization": f"Bearer {make_token('reader', 'channel:*')}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return orjson.loads(response.read())["events"]
 
     def subscribers(self) -> dict[str, int]:
         """Subscribers per channel as the server counts them (``/ws/stats``)."""

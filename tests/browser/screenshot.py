@@ -1,46 +1,55 @@
-"""Regenerate docs/dashboard.png: the dashboard at 1280x720 with the ``--demo`` stream.
+"""Regenerate docs/dashboard.png and docs/dashboard-phone.png: the pictures are taken by the test
+``test_dashboard.py::test_screenshots_at_desktop_and_phone_width``, told to write into docs/.
 
-    python -m tests.browser.screenshot [OUTPUT] [--seconds 20]
+    python -m tests.browser.screenshot
 
-Runs ``serve --demo`` on free ports, lets the table and the rate plot fill for a while and takes
-the picture.
+The test fills a server's history with an hour of the ``--demo`` stream (with country
+enrichment on), adds a few live events and photographs the page at 1280x800 and at 390x844.
 """
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-import time
+import os
+import random
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.conftest import ALL_SCOPES, ServeProcess, base_config, make_token
+from netsentinel_websocket.demo import demo_items
+
+#: Where the test writes the pictures when this is set (otherwise into its tmp_path).
+OUTPUT_ENV = "NETSENTINEL_SCREENSHOTS_DIR"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("output", nargs="?", default="docs/dashboard.png")
-    parser.add_argument("--seconds", type=float, default=20, help="how long the demo runs first")
-    args = parser.parse_args()
+def backlog(count: int = 600, span: float = 3600.0, seed: int = 20) -> Iterator[dict[str, Any]]:
+    """``count`` demo records spread over the last ``span`` seconds, oldest first (a burst now
+    and then, as an attack campaign looks)."""
+    rng = random.Random(seed)
+    items = demo_items(rng)
+    now = datetime.now(timezone.utc)
+    ages = sorted((rng.betavariate(0.8, 1.6) * span for _ in range(count)), reverse=True)
+    for age in ages:
+        item = next(items)
+        when = now - timedelta(seconds=age)
+        if "logtype" in item:  # an OpenCanary record: its own clock fields
+            item["utc_time"] = item["local_time"] = when.strftime("%Y-%m-%d %H:%M:%S.%f")
+        else:
+            item["timestamp"] = when.timestamp()
+        yield item
 
-    from playwright.sync_api import sync_playwright
 
-    config = base_config(websocket__dashboard__token=make_token("soc-analyst", ALL_SCOPES))
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ServeProcess(config, Path(tmp), "--demo").start()
-        try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 720})
-                page.goto(f"{server.http}/ws/dashboard")
-                page.locator('#state[data-state="connected"]').wait_for()
-                time.sleep(args.seconds)
-                page.screenshot(path=args.output)
-                browser.close()
-        finally:
-            server.stop()
-    print(f"wrote {args.output}")
+def main() -> int:
+    import pytest
+
+    os.environ[OUTPUT_ENV] = str(DOCS)
+    here = Path(__file__).with_name("test_dashboard.py")
+    return pytest.main(
+        ["-q", "-p", "no:cacheprovider", f"{here}::test_screenshots_at_desktop_and_phone_width"]
+    )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -29,6 +29,16 @@ def no_redis(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
+def check_config(*args: Path | str) -> subprocess.CompletedProcess[str]:
+    """``check-config ARGS`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "netsentinel_websocket", "check-config", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def check_and_serve(
     path: Path, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
@@ -82,7 +92,23 @@ REFUSED: list[tuple[str, Overrides, str]] = [
     (
         "a route glob that does not compile",
         lambda _: {"websocket.routes": [{"channel": "alerts", "event_types": ["alert.[x"]}]},
-        "websocket.routes: rule 0: 'event_types': bad glob 'alert.[x': unbalanced brackets",
+        "websocket.routes: rule 1: 'event_types': bad glob 'alert.[x': unbalanced brackets",
+    ),
+    (
+        "channels that leave out one the default routes need",
+        lambda _: {"websocket.channels": ["events", "threats"]},
+        "websocket.channels: does not declare 'alerts', which the default websocket.routes send "
+        "events to: declare it, or set websocket.routes to rules of your own",
+    ),
+    (
+        "a rule of the user's on an undeclared channel, counted from 1",
+        lambda _: {"websocket.routes": [{"channel": "events"}, {"channel": "nope"}]},
+        "websocket.routes: rule 2: channel 'nope' is not declared in websocket.channels",
+    ),
+    (
+        "a secret shorter than the documented minimum",
+        lambda _: {"websocket.auth.jwt.secret": "short"},
+        "websocket.auth.jwt.secret: must be at least 16 characters",
     ),
     (
         "a nested object",
@@ -173,12 +199,7 @@ def test_a_dollar_name_without_braces_is_a_warning_and_serve_logs_it(tmp_path, s
     config = base_config(websocket__node_id="canary-$HOSTNAME")
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    check = subprocess.run(
-        [sys.executable, "-m", "netsentinel_websocket", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    check = check_config(path)
     warning = "websocket.node_id: $HOSTNAME is taken literally: did you mean ${HOSTNAME}?"
     assert check.returncode == 0 and "OK (websocket enabled" in check.stdout
     assert check.stderr == f"{WARNING}{warning}\n"
@@ -189,10 +210,31 @@ def test_a_dollar_name_without_braces_is_a_warning_and_serve_logs_it(tmp_path, s
 def test_other_components_keys_pass_silently(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**base_config(), "ftp.enabled": True, "device": {"node_id": "$X"}}))
-    check = subprocess.run(
-        [sys.executable, "-m", "netsentinel_websocket", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    check = check_config(path)
     assert (check.returncode, check.stderr) == (0, "")
+
+
+def test_no_key_configured_is_a_warning_to_check_config_and_logged_by_serve(
+    tmp_path, serve_process
+):
+    """Defaults are safe (no key, no access), but a server that refuses everyone says so."""
+    config = base_config()
+    del config["websocket.auth.jwt.secret"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    check = check_config(path)
+    warning = (
+        "websocket.auth.jwt.secret: unset, and no .public_key or .jwks_url either: every "
+        "connection is refused (4001 no key configured)"
+    )
+    assert check.returncode == 0 and "authentication NOT configured" in check.stdout
+    assert check.stderr == f"{WARNING}{warning}\n"
+    server = serve_process(config)
+    assert f"WARNING netsentinel_websocket: configuration: {warning}" in server.stderr_text()
+
+
+def test_help_describes_check_config_and_its_file():
+    result = check_config("--help")
+    assert result.returncode == 0
+    assert "Validate FILE as serve and the plugin do" in result.stdout
+    assert "JSON configuration of dotted keys" in result.stdout

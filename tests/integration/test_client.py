@@ -385,20 +385,29 @@ def peer(io_loop):
 
 
 @pytest.mark.gen_test(timeout=10)
-async def test_duplicates_dropped_and_1000_ends_the_stream(peer):
+async def test_duplicates_dropped_and_a_server_1000_is_resumed_not_the_end(peer):
     async def script(ws: ScriptedPeer) -> None:
         await ws.welcome_and_subscribe()
         ws.send(event_message(1), event_message(2))
         ws.send(event_message(2), event_message(1), event_message(3))  # a replay: not twice
-        ws.close(1000, "feed over")
+        ws.close(1000, "ping timed out")  # what Tornado's heartbeat sends a silent peer
+
+    async def resumed(ws: ScriptedPeer) -> None:
+        request = await ws.welcome_and_subscribe()
+        assert request["since"] == {"events": {"epoch": "E", "offset": 3}}
+        ws.send(event_message(4))
 
     reconnects: list[Reconnect] = []
     async with Client(
-        peer(script), token="t", channels=["events"], on_reconnect=reconnects.append
+        peer(script, resumed),
+        token="t",
+        channels=["events"],
+        backoff_base=0.01,
+        on_reconnect=reconnects.append,
     ) as c:
-        offsets = [item.offset async for item in c]
-    assert offsets == [1, 2, 3]
-    assert reconnects == []
+        offsets = [(await c.__anext__()).offset for _ in range(4)]
+    assert offsets == [1, 2, 3, 4]
+    assert [(r.code, r.reason) for r in reconnects] == [(1000, "ping timed out")]
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -445,7 +454,6 @@ async def test_a_malformed_server_message_is_a_broken_connection_resumed_from_wh
         request = await ws.welcome_and_subscribe()
         assert request["since"] == {"events": {"epoch": "E", "offset": 1}}
         ws.send(event_message(2))
-        ws.close(1000, "feed over")
 
     reconnects: list[Reconnect] = []
     async with Client(
@@ -455,7 +463,7 @@ async def test_a_malformed_server_message_is_a_broken_connection_resumed_from_wh
         backoff_base=0.01,
         on_reconnect=reconnects.append,
     ) as c:
-        offsets = [item.offset async for item in c]
+        offsets = [(await c.__anext__()).offset for _ in range(2)]
     assert offsets == [1, 2]
     assert [r.reason for r in reconnects] == [
         "malformed server message: bad 'event' message (TypeError)"

@@ -18,6 +18,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from netsentinel_websocket.broker_redis import split_url
+from netsentinel_websocket.streamentry import entry_publications
 from tests.conftest import WSClient, base_config, make_token
 
 RATE = 0.008  # seconds between two lines: about 125 lines a second
@@ -102,7 +103,11 @@ def stream_numbers(url: str) -> list[int]:
         entries = client.xrange(f"{prefix}{{events}}:stream")
     finally:
         client.close()
-    return [orjson.loads(fields[b"j"])["data"]["logdata"]["n"] for _, fields in entries]
+    return [
+        pub.prepared.event["data"]["logdata"]["n"]
+        for entry_id, fields in entries
+        for pub in entry_publications("events", "", entry_id, fields)
+    ]
 
 
 def wait_until(predicate: Any, timeout: float) -> None:

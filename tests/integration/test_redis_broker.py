@@ -18,6 +18,7 @@ from netsentinel_websocket.broker_redis import RedisBroker, redact_url, split_ur
 from netsentinel_websocket.config import ConfigError
 from netsentinel_websocket.metrics import Metrics
 from netsentinel_websocket.positions import Position, PreparedEvent, Publication
+from netsentinel_websocket.streamentry import entry_publications, join_events, join_times
 from tests.conftest import ReservedPort, WSClient, base_config, event, make_token
 
 pytestmark = pytest.mark.redis
@@ -79,7 +80,9 @@ async def test_resume_from_stream_beyond_local_ring_and_gap_when_trimmed(
     redis_prefixed_url, server_factory, monkeypatch
 ):
     monkeypatch.setattr(broker_redis, "MIN_STREAM_LENGTH", 100)  # a short stream: quick to trim
-    node_a = await server_factory(websocket__broker=redis_prefixed_url)
+    node_a = await server_factory(
+        websocket__broker=redis_prefixed_url, websocket__history__size=1000
+    )
     node_b = await server_factory(websocket__broker=redis_prefixed_url, websocket__history__size=10)
     total = 1000 + 300  # past A's bound (its history.size) by more than one stream node
     for n in range(total):
@@ -103,6 +106,81 @@ async def test_resume_from_stream_beyond_local_ring_and_gap_when_trimmed(
     assert gap["from"] == {"epoch": epoch, "offset": 1}
     await node_a.publish(event(total))
     assert [m["offset"] for m in await client.events(1)] == [total + 1]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_burst_is_stored_as_a_few_entries_and_delivered_per_event(
+    redis_prefixed_url, redis_test_url, server_factory
+):
+    node_a = await server_factory(websocket__broker=redis_prefixed_url)
+    node_b = await server_factory(websocket__broker=redis_prefixed_url, websocket__history__size=10)
+    on_b = await node_b.subscriber(["events"])
+    for n in range(300):  # in one go: A's writer finds them all in its outbox
+        node_a.node.publish(event(n))
+    got = await on_b.events(300)
+    assert [m["offset"] for m in got] == list(range(1, 301))
+    assert [m["event"]["data"]["n"] for m in got] == list(range(300))
+    direct = redis.Redis.from_url(redis_test_url)
+    entries = direct.xlen(f"{split_url(redis_prefixed_url)[1]}{{events}}:stream")
+    direct.close()
+    assert entries <= 2  # one per write batch (500 publications, on two channels), not 300
+
+    # B's memory holds the last 10: a position inside an entry is served from the stream.
+    since = {"events": {"epoch": got[0]["epoch"], "offset": 150}}
+    client = await node_b.subscriber(["events"], since=since)
+    assert client.subscribed["recovered"] == {"events": True}
+    assert [m["offset"] for m in await client.events(150)] == list(range(151, 301))
+
+
+def stored_run(script: Any, keys: list[str], seqs: list[int], maxlen: int, tag: str = "") -> Any:
+    """PUBLISH_SCRIPT as the writer calls it, for a run of events numbered by ``seqs``."""
+    jsons = [orjson.dumps({"s": s, "pad": "x" * 300}) for s in seqs]
+    times = [float(s) for s in seqs]
+    args = [
+        *("epoch-1", maxlen, " ".join(map(str, seqs)), seqs[0], seqs[-1]),
+        *(join_events(jsons), join_times(times), 60, tag),
+    ]
+    return script(keys=keys, args=args)
+
+
+def stored(client: redis.Redis, key: str) -> list[Publication]:
+    return [p for i, f in client.xrange(key) for p in entry_publications("c", "e", i, f)]
+
+
+def test_a_retried_run_adds_only_what_the_stream_lacks(redis_prefixed_url, redis_test_url):
+    base = f"{split_url(redis_prefixed_url)[1]}{{c}}:"
+    keys = [base + "epoch", base + "seq", base + "stream", base + "src:file:x"]
+    client = redis.Redis.from_url(redis_test_url)
+    script = client.register_script(broker_redis.PUBLISH_SCRIPT)
+    assert stored_run(script, keys, [10, 20, 30], 100) == [b"epoch-1", 3]
+    # The same run again, longer (its reply was lost with the connection): only 40 and 50.
+    assert stored_run(script, keys, [10, 20, 30, 40, 50], 100, tag="t:1") == [b"epoch-1", 5]
+    assert stored_run(script, keys, [40, 50], 100) == [b"epoch-1", 0]  # all there: nothing
+    pubs = stored(client, keys[2])
+    assert [(p.offset, p.prepared.event["s"], p.prepared.received) for p in pubs] == [
+        (1, 10, 10.0),
+        (2, 20, 20.0),
+        (3, 30, 30.0),
+        (4, 40, 40.0),
+        (5, 50, 50.0),
+    ]
+    assert [f.get(b"v") for _, f in client.xrange(keys[2])] == [None, b"t:1"]
+    client.close()
+
+
+def test_trimming_keeps_the_entries_holding_the_last_maxlen_offsets(
+    redis_prefixed_url, redis_test_url
+):
+    base = f"{split_url(redis_prefixed_url)[1]}{{c}}:"
+    keys = [base + "epoch", base + "seq", base + "stream", base + "src:n"]
+    client = redis.Redis.from_url(redis_test_url)
+    script = client.register_script(broker_redis.PUBLISH_SCRIPT)
+    for run in range(40):  # 1000 offsets in runs of 25, with a bound of 100 offsets
+        stored_run(script, keys, list(range(run * 25 + 1, run * 25 + 26)), 100)
+    offsets = [p.offset for p in stored(client, keys[2])]
+    client.close()
+    assert offsets == list(range(offsets[0], 1001))
+    assert 1 < offsets[0] <= 901  # trimmed, yet the last 100 offsets are all there
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -169,11 +247,14 @@ async def test_positions_ahead_of_the_stream_and_a_lagging_reader(
     ahead = await broker.recover("events", Position(top.epoch, 5))
     assert not ahead.recovered and ahead.position == top
 
-    # A reader that fell behind the stream bound skips what was trimmed, and says so.
+    # A reader that fell behind the stream bound skips what was trimmed, and says so: in the
+    # metrics, and to subscribers with a gap from where they stand.
     client = await node.subscriber(["events"])
     ch = broker._channel("events")
     skipped = Publication("events", top.epoch, top.offset + 3, PreparedEvent(event(9), time.time()))
-    broker._take(ch, skipped, time.time())
+    broker._take(ch, [skipped], time.time(), False)
+    gap = await client.recv()
+    assert (gap["type"], gap["epoch"], gap["from"]) == ("gap", top.epoch, top.as_dict())
     assert [m["offset"] for m in await client.events(1)] == [top.offset + 3]
     metrics = (await node.get("/metrics")).body.decode()
     assert 'netsentinel_ws_broker_errors_total{op="trimmed"} 1.0' in metrics

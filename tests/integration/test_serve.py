@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import socket
 import subprocess
 import sys
@@ -231,3 +233,162 @@ async def test_dev_demo_mode_prints_a_token_and_streams(serve_process, tmp_path)
     )
     got = await client.events(3, timeout=15)
     assert all(m["event"]["event_type"] for m in got)
+
+
+def write_config(tmp_path, config: dict) -> str:
+    path = tmp_path / f"config-{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+HS512_ONLY = {"websocket.auth.jwt.algorithms": ["HS512"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "message"),
+    [
+        (("--alg", "HS256"), HS512_ONLY, "--alg HS256 is not in websocket.auth.jwt.algorithms"),
+        (("--scope", "chanel:*"), {}, "unknown scope 'chanel:*' (known: channel:NAME, channel:*"),
+        (
+            ("--scope", "channel:nope"),
+            {},
+            "scope 'channel:nope': channel 'nope' is not in websocket.channels (threats,",
+        ),
+        (("--scope", "channel:Bad!"), {}, "bad channel name in scope 'channel:Bad!'"),
+        (("--scope", " "), {}, "--scope names no scope"),
+        (("--ttl", "0"), {}, "--ttl must be above 0 seconds (got 0)"),
+        (("--ttl", "-5"), {}, "--ttl must be above 0 seconds (got -5)"),
+    ],
+    ids=[
+        "alg-not-allowed",
+        "mistyped-scope",
+        "undeclared-channel",
+        "bad-name",
+        "no-scope",
+        "ttl-zero",
+        "ttl-negative",
+    ],
+)
+def test_token_refuses_what_the_server_would_refuse(tmp_path, args, config, message):
+    path = write_config(tmp_path, {**base_config(), **config})
+    result = run_cli("token", "--config", path, "--sub", "soc", *args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"netsentinel-websocket token: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_token_refuses_a_secret_below_the_minimum():
+    result = run_cli("token", "--secret", "5byte", "--sub", "soc")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "the secret must be at least 16 characters" in result.stderr
+
+
+def test_token_signs_with_the_algorithm_the_config_allows(tmp_path):
+    import jwt
+
+    path = write_config(tmp_path, {**base_config(), **HS512_ONLY})
+    result = run_cli("token", "--config", path, "--sub", "soc")
+    assert result.returncode == 0
+    assert jwt.get_unverified_header(result.stdout.strip())["alg"] == "HS512"
+    assert "the first HS one" in run_cli("token", "--help").stdout  # --alg has help
+
+
+async def welcome(url: str, token: str) -> dict:
+    conn = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"Bearer {token}"}))
+    message = await WSClient(conn).recv()
+    conn.close()
+    return message
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+@pytest.mark.gen_test(timeout=40)
+async def test_dev_keeps_the_configured_secret(serve_process, tmp_path):
+    """``serve --dev`` fills in only what is missing: tokens minted with ``token --config`` for
+    the same file work, and the dev token is signed with the allowlist's algorithm."""
+    import jwt
+
+    config = {**base_config(), **HS512_ONLY}
+    server = serve_process(config, "--dev")
+    out = "".join(server.stdout_lines)
+    assert "tokens are signed (HS512) with the configured secret" in out
+    assert "throw-away" not in out
+    minted = run_cli("token", "--config", str(server.config_path), "--sub", "ops").stdout.strip()
+    assert (await welcome(server.url, minted))["type"] == "welcome"
+    dev_token = next(line.strip() for line in server.stdout_lines if line.startswith("eyJ"))
+    assert jwt.decode(dev_token, SECRET, algorithms=["HS512"])["sub"] == "dev"
+
+
+def test_dev_hint_works_without_a_venv_and_keeps_the_token_off_the_command_line(
+    serve_process, tmp_path
+):
+    server = serve_process(base_config(), "--dev")
+    token = next(line.strip() for line in server.stdout_lines if line.startswith("eyJ"))
+    hint = next(line for line in server.stdout_lines if line.startswith("Try: "))[5:].strip()
+    assert token not in hint
+    token_file = hint.split("--token-file ")[1].split()[0]
+    assert os.stat(token_file).st_mode & 0o077 == 0  # only its owner reads it
+    # No venv on PATH, another directory: what a second terminal gives.
+    tail = subprocess.Popen(
+        ["bash", "-c", hint],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = ""
+        deadline = time.monotonic() + 15
+        while "honeypot.ssh.login_attempt" not in line and time.monotonic() < deadline:
+            server.send_lines([record(1)])
+            line = tail.stdout.readline() if _readable(tail.stdout, 0.2) else ""
+        assert "honeypot.ssh.login_attempt" in line
+    finally:
+        tail.terminate()
+        tail.communicate(timeout=10)
+    assert server.stop() == 0
+    assert not os.path.exists(token_file)  # removed when the server stops
+
+
+def _readable(stream, timeout: float) -> bool:
+    return bool(select.select([stream], [], [], timeout)[0])
+
+
+@pytest.mark.parametrize("key", ["server.port", "websocket.ingest.tcp"])
+def test_address_in_use_names_the_port_and_its_key(tmp_path, key):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        value = port if key == "server.port" else f"127.0.0.1:{port}"
+        result = run_cli(
+            "serve",
+            "--config",
+            write_config(tmp_path, base_config(**{key.replace(".", "__"): value})),
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port} ({key}): Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_degraded_healthz_is_not_logged_as_an_error(serve_process):
+    """A 503 from /healthz answers the probe; logging it at ERROR on every probe would bury
+    the one line that says why (the broker's own)."""
+    from tornado.httpclient import HTTPClient, HTTPClientError
+
+    from ..conftest import ReservedPort
+
+    nothing = ReservedPort()  # no Redis listens there
+    server = serve_process(base_config(websocket__broker=f"redis://127.0.0.1:{nothing.port}/0"))
+    client = HTTPClient()
+    try:
+        for _ in range(3):
+            with pytest.raises(HTTPClientError) as answer:
+                client.fetch(server.http + "/healthz")
+            assert answer.value.code == 503
+    finally:
+        client.close()
+        nothing.release()
+    logged = server.stderr_text()
+    assert "redis broker unavailable" in logged
+    assert "/healthz" not in logged

@@ -209,6 +209,57 @@ def test_usage_error_and_wrong_path_exit_codes(server):
     assert "HTTP 404" in tail.error_line()
 
 
+@pytest.mark.parametrize(
+    "address", ["http://127.0.0.1:{port}/ws", "http://127.0.0.1:{port}", "127.0.0.1:{port}"]
+)
+def test_the_servers_http_address_or_host_port_reaches_the_feed(server, address):
+    tail = Tail(address.format(port=server.port), "--channel", "events", token=make_token())
+    assert LINE.match(first_lines(server, tail.line, 1)[0])
+    assert tail.interrupt() == 0
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("ftp://127.0.0.1:1/ws", "not a ws(s)://, http(s):// or host:port address: 'ftp://"),
+        ("http://", "not a ws(s)://, http(s):// or host:port address: 'http://'"),
+        ("127.0.0.1:port/ws", "the port of '127.0.0.1:port/ws' is not a number"),
+    ],
+)
+def test_an_address_that_is_no_websocket_address_is_a_usage_error(address, message):
+    tail = Tail(address, "--channel", "events", token=make_token())
+    assert tail.wait() == 2
+    assert tail.error_line().startswith(f"netsentinel-websocket tail: {message}")
+    assert "Traceback" not in "".join(tail.stderr_lines())
+
+
+def test_token_file_keeps_the_token_off_the_command_line(server, tmp_path):
+    path = tmp_path / "token"
+    path.write_text(make_token() + "\n")
+    tail = Tail(server.url, "--channel", "events", "--token-file", str(path))
+    assert LINE.match(first_lines(server, tail.line, 1)[0])
+    assert tail.interrupt() == 0
+    missing = Tail(server.url, "--channel", "events", "--token-file", str(tmp_path / "none"))
+    assert missing.wait() == 2
+    assert "cannot read --token-file" in missing.error_line()
+
+
+def test_a_server_not_reached_yet_is_not_called_a_disconnection():
+    """Before the first welcome there is nothing to resume: tail says it cannot connect."""
+    from ..conftest import ReservedPort
+
+    nothing = ReservedPort()
+    try:
+        tail = Tail(f"ws://127.0.0.1:{nothing.port}/ws", "--channel", "events", token=make_token())
+        notice = tail.error_line(timeout=10)
+        assert tail.interrupt() == 0
+    finally:
+        nothing.release()
+    assert notice.startswith("netsentinel-websocket tail: cannot connect (")
+    assert "retrying until it can" in notice
+    assert "disconnected" not in notice and "resuming" not in notice
+
+
 def test_reader_gone_exits_quietly(server):
     """``tail ... | head -1``: when the reader closes the pipe, tail stops without a traceback."""
     environ = {**os.environ, "NETSENTINEL_TOKEN": make_token()}

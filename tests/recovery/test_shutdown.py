@@ -1,16 +1,21 @@
-"""Graceful shutdown: what was queued is flushed, then every client gets 1001."""
+"""Graceful shutdown: ingest is refused first, what was accepted is flushed to every
+subscriber, then every client gets 1001."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 
 import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from tests.conftest import base_config, close_code, frame_messages, make_token
+from netsentinel_websocket.client import Event, Gap, Reconnect
+from tests.conftest import base_config, close_code, event, frame_messages, make_token
+
+from .faults import client, collect, numbers, until
 
 
 async def drain(client) -> tuple[list[int], int | None]:
@@ -92,3 +97,83 @@ def test_sigterm_closes_clients_with_1001_and_exits_0(serve_process, io_loop):
     started = io_loop.run_sync(scenario, timeout=20)
     assert proc.proc.wait(10) == 0
     assert time.monotonic() - started < 5
+
+
+class Poster:
+    """One keep-alive HTTP/1.1 connection posting batches of events to ``/ingest`` (``n`` from
+    each of ``starts`` to ``n + BATCH - 1`` per request); records which were acknowledged (202)
+    and how the server refused the rest."""
+
+    BATCH = 200
+
+    def __init__(self, port: int, starts: range, token: str) -> None:
+        self.port, self.starts, self.token = port, starts, token
+        self.acked: list[int] = []
+        self.refused: list[str] = []  # "503", or how the connection ended
+
+    async def run(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            for start in self.starts:
+                batch = range(start, start + self.BATCH)
+                body = json.dumps([event(n, severity="low") for n in batch]).encode()
+                writer.write(
+                    b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                    + f"Authorization: Bearer {self.token}\r\n".encode()
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                status, length = await self._response(reader)
+                await reader.readexactly(length)
+                if status != 202:
+                    self.refused.append(str(status))
+                    return
+                self.acked.extend(batch)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            self.refused.append(type(exc).__name__)
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _response(reader: asyncio.StreamReader) -> tuple[int, int]:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+        headers = dict(h.lower().split(": ", 1) for h in head[1:] if h)
+        return int(head[0].split()[1]), int(headers.get("content-length", 0))
+
+
+@pytest.mark.parametrize("broker", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def test_sigterm_mid_burst_loses_no_acknowledged_event(serve_process, request, broker):
+    """Every POST /ingest answered 202 reaches the subscriber before its 1001; after SIGTERM
+    the ingest answers 503 (or the connection is gone) instead of acknowledging."""
+    cfg = base_config(websocket__history__size=20_000)
+    if broker == "redis":
+        cfg["websocket.broker"] = request.getfixturevalue("redis_server").url
+    server = serve_process(cfg)
+
+    async def scenario() -> tuple[list[Poster], list[Event | Gap], list[Reconnect]]:
+        reconnects: list[Reconnect] = []
+        items: list[Event | Gap] = []
+        token = make_token(scope="ingest")
+        step = Poster.BATCH
+        posters = [Poster(server.port, range(i * step, 10**7, 8 * step), token) for i in range(8)]
+        async with client(server.url, reconnects) as c:
+            consumer = asyncio.create_task(collect(c, items))
+            posting = [asyncio.create_task(p.run()) for p in posters]
+            await until(lambda: len(items) >= 2000)
+            server.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(asyncio.gather(*posting), 20)
+            assert await asyncio.to_thread(server.proc.wait, 20) == 0
+            await until(lambda: bool(reconnects))
+            consumer.cancel()
+        return posters, items, reconnects
+
+    posters, items, reconnects = asyncio.run(scenario())
+    assert reconnects[0].code == 1001
+    assert not [i for i in items if isinstance(i, Gap)]
+    assert [i.offset for i in items] == list(range(1, len(items) + 1))
+    received = numbers(items)
+    assert len(set(received)) == len(received)
+    acked = {n for p in posters for n in p.acked}
+    assert acked - set(received) == set()  # every acknowledged event was delivered
+    refusals = [r for p in posters for r in p.refused]
+    assert len(refusals) == 8 and "503" in refusals

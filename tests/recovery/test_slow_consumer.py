@@ -7,7 +7,10 @@ import time
 
 import pytest
 
-from tests.conftest import close_code, frame_messages
+from netsentinel_websocket.client import Event, Gap, Reconnect
+from tests.conftest import base_config, close_code, frame_messages
+
+from .faults import Producer, client, collect, numbers, until
 
 PAYLOAD = "x" * 50_000
 READERS = 50
@@ -84,3 +87,45 @@ async def test_queue_bound_keeps_server_memory_per_client_bounded(
             break
     assert server.node.metrics.slow_consumer_closes._value.get() == 1
     assert peak <= 2 * bound + 20_000
+
+
+BURST = 50_000
+
+
+@pytest.mark.parametrize("history", [None, 1000], ids=["default-history", "history-1000"])
+def test_a_reader_that_keeps_up_absorbs_a_burst_of_50000(serve_process, history):
+    """50,000 events of ~240 bytes (11.9 MB) written to the TCP ingest at once, one reader
+    (the bundled client). Its outbound queue may overflow (4009), but the default history
+    (bounded by bytes, 16 MiB) still holds what it missed: it resumes without a gap. With a
+    history of 1,000 events, whatever history no longer held is a gap the reader saw: never a
+    silent loss, and a gap only after a cut."""
+    overrides = {} if history is None else {"websocket__history__size": history}
+    server = serve_process(base_config(**overrides))
+
+    async def scenario() -> tuple[list[Event | Gap], list[Reconnect], float]:
+        reconnects: list[Reconnect] = []
+        items: list[Event | Gap] = []
+        producer = Producer(server.ingest_port, pad=80)
+        burst = b"".join(producer.line(n) + b"\n" for n in range(BURST))
+        async with client(server.url, reconnects) as c:
+            consumer = asyncio.create_task(collect(c, items))
+            started = time.monotonic()
+            await asyncio.to_thread(server.send_lines, [burst[:-1]])
+            await until(lambda: c.positions["events"].offset == BURST, 60)
+            took = time.monotonic() - started
+            await asyncio.sleep(0.1)
+            consumer.cancel()
+        return items, reconnects, took
+
+    items, reconnects, took = asyncio.run(scenario())
+    print(f"burst of {BURST}: {took:.1f}s, reconnects {[r.code for r in reconnects]}")
+    assert {r.code for r in reconnects} <= {4009}
+    gaps = [i for i in items if isinstance(i, Gap)]
+    assert len(gaps) <= len(reconnects)
+    in_gaps = [n for g in gaps for n in range(g.since.offset, g.resumed.offset)]
+    received = numbers(items)  # event n has offset n + 1
+    assert sorted(received + in_gaps) == list(range(BURST))
+    if history is None:
+        assert gaps == []
+        assert received == list(range(BURST))
+        assert [i.offset for i in items] == list(range(1, BURST + 1))

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netsentinel_websocket import backfill
+from netsentinel_websocket.history import History
 from netsentinel_websocket.positions import (
     Position,
     PreparedEvent,
@@ -27,10 +28,13 @@ class Channel:
 
     def __init__(self, first: int, top: int, epoch: str = "E") -> None:
         self.top = Position(epoch, top)
-        self.history = [
+        self.published = [
             Publication("threats", epoch, n, PreparedEvent({"id": f"e{n}", "n": n}, 0.0))
             for n in range(first, top + 1)
         ]
+        self.history = History(10_000)
+        for pub in self.published:
+            self.history.append(pub)
         self.lookups = 0
 
     async def recover(self, since: Position) -> Recovery:
@@ -173,7 +177,7 @@ def test_the_body_is_the_contract_json_with_the_websocket_messages() -> None:
     assert body["next"] == "ep:1:3"
     assert body["gap"] is False
     assert [e["offset"] for e in body["events"]] == [2, 3]
-    assert body["events"][0] == orjson.loads(channel.history[1].message(None))
+    assert body["events"][0] == orjson.loads(channel.published[1].message(None))
     assert body["events"][0]["type"] == "event"
 
 

@@ -196,7 +196,7 @@ def test_a_route_glob_that_does_not_compile_names_the_routes_key():
         with pytest.raises(ConfigError) as info:
             validate({"websocket.routes": [{"channel": "alerts", "event_types": types}]})
         assert info.value.key == "websocket.routes"
-        assert "rule 0: 'event_types'" in str(info.value)
+        assert "rule 1: 'event_types'" in str(info.value)  # counted from 1
 
 
 def test_a_redis_broker_needs_the_redis_package(monkeypatch):
@@ -307,8 +307,18 @@ def test_nested_objects_are_refused_with_the_flat_keys_they_meant(config, key, m
 
 
 def warnings_of(config: dict) -> list[str]:
-    settings = validate({"websocket.enabled": True, **config}, environ={"HOST": "h"})
+    """The warnings of an enabled configuration with a key (unless ``config`` replaces it)."""
+    enabled = {"websocket.enabled": True, "websocket.auth.jwt.secret": "k" * 16}
+    settings = validate({**enabled, **config}, environ={"HOST": "h"})
     return [str(w) for w in settings.warnings]
+
+
+def test_no_key_at_all_is_a_warning():
+    """Safe (everyone is refused) but surely not meant: serve logs it, check-config prints it."""
+    assert warnings_of({"websocket.auth.jwt.secret": None}) == [
+        "websocket.auth.jwt.secret: unset, and no .public_key or .jwks_url either: every "
+        "connection is refused (4001 no key configured)"
+    ]
 
 
 def test_a_disabled_plugin_is_a_warning():

@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from netsentinel_websocket.history import History
 from netsentinel_websocket.positions import (
     Position,
     PreparedEvent,
@@ -19,6 +20,14 @@ def pubs(first: int, last: int, epoch: str = "E") -> list[Publication]:
     ]
 
 
+def held(first: int, last: int) -> History:
+    """A channel's history holding ``first`` to ``last``, as a broker keeps it."""
+    history = History(1000)
+    for pub in pubs(first, last):
+        history.append(pub)
+    return history
+
+
 def offsets(run: list[Publication] | None) -> list[int] | None:
     return None if run is None else [p.offset for p in run]
 
@@ -27,11 +36,11 @@ def offsets(run: list[Publication] | None) -> list[int] | None:
 
 
 def test_no_since_is_recovered_and_empty():
-    assert recover_from(pubs(1, 5), Position("E", 5), None) == Recovery((), Position("E", 5), True)
+    assert recover_from(held(1, 5), Position("E", 5), None) == Recovery((), Position("E", 5), True)
 
 
 def test_since_inside_history_gives_exactly_the_suffix():
-    rec = recover_from(pubs(3, 10), Position("E", 10), Position("E", 6))
+    rec = recover_from(held(3, 10), Position("E", 10), Position("E", 6))
     assert (offsets(list(rec.publications)), rec.position, rec.recovered) == (
         [7, 8, 9, 10],
         Position("E", 10),
@@ -40,7 +49,7 @@ def test_since_inside_history_gives_exactly_the_suffix():
 
 
 def test_since_at_the_oldest_boundary_is_still_served():
-    rec = recover_from(pubs(3, 10), Position("E", 10), Position("E", 2))
+    rec = recover_from(held(3, 10), Position("E", 10), Position("E", 2))
     assert (offsets(list(rec.publications)), rec.position, rec.recovered) == (
         [3, 4, 5, 6, 7, 8, 9, 10],
         Position("E", 10),
@@ -49,32 +58,32 @@ def test_since_at_the_oldest_boundary_is_still_served():
 
 
 def test_since_offset_0_is_a_client_that_has_nothing_yet():
-    rec = recover_from(pubs(1, 3), Position("E", 3), Position("E", 0))
+    rec = recover_from(held(1, 3), Position("E", 3), Position("E", 0))
     assert (offsets(list(rec.publications)), rec.position, rec.recovered) == (
         [1, 2, 3],
         Position("E", 3),
         True,
     )
-    assert recover_from([], Position("E", 0), Position("E", 0)) == Recovery(
+    assert recover_from(History(10), Position("E", 0), Position("E", 0)) == Recovery(
         (), Position("E", 0), True
     )
 
 
 def test_since_at_top_is_recovered_with_nothing_missed():
-    rec = recover_from(pubs(3, 10), Position("E", 10), Position("E", 10))
+    rec = recover_from(held(3, 10), Position("E", 10), Position("E", 10))
     assert rec == Recovery((), Position("E", 10), True)
 
 
 def test_unknown_epoch_older_than_history_or_from_the_future_are_gaps():
-    history, top = pubs(3, 10), Position("E", 10)
+    history, top = held(3, 10), Position("E", 10)
     for since in (Position("OLD", 5), Position("E", 1), Position("E", 11), Position("E", -1)):
         rec = recover_from(history, top, since)
         assert rec == Recovery((), top, False), since
 
 
 def test_empty_history_serves_only_the_top():
-    assert recover_from([], Position("E", 4), Position("E", 4)).recovered
-    assert not recover_from([], Position("E", 4), Position("E", 3)).recovered
+    assert recover_from(History(10), Position("E", 4), Position("E", 4)).recovered
+    assert not recover_from(History(10), Position("E", 4), Position("E", 3)).recovered
 
 
 # --- catch_up: history + buffered live publications -> the exact run up to live ---
