@@ -1169,3 +1169,31 @@ def test_a_stream_reader_closed_during_the_handover_gets_nothing_and_is_never_jo
     assert reader.frames == []
     assert hub.subscriber_counts() == {"a": 0}
     assert hub.subscriptions(reader) == {}
+
+
+# --- a loss the broker reports ---
+
+
+def test_a_reported_loss_is_a_gap_after_what_was_pending_for_every_group():
+    async def scenario():
+        hub, broker = await make_hub()
+        everything, high = FakeSubscriber(), FakeSubscriber()
+        await subscribe(hub, everything, ["a"])
+        await subscribe(hub, high, ["a"], flt=HIGH)
+        publish(broker, "a", [1, 2])
+        publish(broker, "a", [3], severity="low")
+        epoch = broker.position("a").epoch
+        hub.on_loss("a", Position("NEW", 7))  # before the flush: what was pending goes first
+        hub.on_loss("unknown", Position("X", 0))  # a channel nobody is on: nothing to do
+        hub.on_publication(Publication("a", "NEW", 8, PreparedEvent(full(8), 0.0)))
+        await asyncio.sleep(0)
+        return everything, high, epoch
+
+    everything, high, epoch = asyncio.run(scenario())
+    gap = {"type": "gap", "channel": "a", "epoch": "NEW", "from": {"epoch": epoch, "offset": 3}}
+    for sub, before in ((everything, [1, 2, 3]), (high, [1, 2])):
+        kinds = [m for m in sub.messages if m["type"] != "subscribed"]
+        assert [m["type"] for m in kinds] == ["event"] * len(before) + ["gap", "event"]
+        assert [m["offset"] for m in kinds if m["type"] == "event"] == [*before, 8]
+        assert kinds[len(before)] == gap
+        assert kinds[-1]["epoch"] == "NEW"
