@@ -130,6 +130,14 @@ def numbers(items: list[Any]) -> list[int]:
     return [i.data["n"] for i in items if isinstance(i, Event)]
 
 
+def split_at_gap(items: list[Any]) -> tuple[Gap, list[Any], list[Any]]:
+    """The one gap the client saw, with what came before and after it."""
+    gaps = [i for i in items if isinstance(i, Gap)]
+    assert len(gaps) == 1, gaps
+    cut = items.index(gaps[0])
+    return gaps[0], items[:cut], items[cut + 1 :]
+
+
 def assert_contiguous(events: list[Event]) -> None:
     """Offsets +1 each within the epoch, and the producer's numbers likewise."""
     assert [e.offset for e in events] == list(range(events[0].offset, events[-1].offset + 1))

@@ -12,7 +12,16 @@ import pytest
 from netsentinel_websocket.client import Event, Gap, Reconnect
 
 from ..conftest import base_config
-from .faults import Producer, Proxy, assert_contiguous, client, collect, numbers, until
+from .faults import (
+    Producer,
+    Proxy,
+    assert_contiguous,
+    client,
+    collect,
+    numbers,
+    split_at_gap,
+    until,
+)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "terminated"])
@@ -40,13 +49,9 @@ def test_server_restart_gives_every_event_once_or_a_gap(serve_process, sig):
         return items
 
     items = asyncio.run(scenario())
-    gaps = [i for i in items if isinstance(i, Gap)]
-    assert len(gaps) == 1
-    cut = items.index(gaps[0])
-    before, after = items[:cut], items[cut + 1 :]
+    gap, before, after = split_at_gap(items)
     assert_contiguous(before)
     assert_contiguous(after)
-    gap = gaps[0]
     assert before[0].offset == 1 and numbers(before)[0] == 0
     assert gap.since == before[-1].position  # nothing delivered is reported lost
     assert gap.resumed.epoch == after[0].epoch != before[-1].epoch
