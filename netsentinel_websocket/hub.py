@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from . import protocol, sse
 from .broker import Broker
 from .filters import Filter
-from .frames import coalesce, iter_frames
+from .frames import coalesce, iter_frames, text_frame
 from .metrics import Metrics
 from .positions import Position, Publication, Recovery, catch_up
 from .protocol import RequestId
@@ -156,10 +156,11 @@ class Hub:
         if channel is None:
             return
         message = protocol.gap(name, resumed.epoch, channel.head)
+        plain = text_frame(message)  # one frame for every WebSocket group (compression optional)
         channel.head = resumed
         for group in tuple(channel.groups.values()):
             if group.stream is None:
-                ((frame, _),) = coalesce([message])
+                frame = plain
             else:
                 frame = sse.gap(message, {n: self._channels[n].head for n in group.stream})
             for subscriber in tuple(group.members):
