@@ -2,8 +2,11 @@
 
 Events go into node A's TCP ingest; a subscriber on node B counts them. Two measurements:
 a burst (events/s from A's ingest to B's subscriber, through the stream) and a paced feed
-(latency from the feeder's send on A to the arrival on B, p50/p99; the same for a subscriber on
-A, whose events also make the round trip through Redis).
+(``--rate`` events/s for ``--seconds``, written in ticks of 1 ms: the rate B held, and the
+latency from the feeder's send on A to the arrival on B, p50/p99; the same for a subscriber on
+A, whose events also make the round trip through Redis, unless ``--b-only``). For both, the
+CPU time each node spent per event (``cpu_us_per_event``), which other jobs on the machine
+disturb less than the rates.
 
 Then the broker alone, node to node (``broker_only``): a process publishing straight into a
 ``RedisBroker`` (A) and this process's ``RedisBroker`` (B) counting what it delivers: a burst
@@ -12,7 +15,7 @@ publish to B's delivery, p50/p99). This is the broker's capacity without the ing
 the hub and the WebSocket clients, which share the same two cores in the first measurement.
 
     python -m bench.redis_bench [--redis redis://127.0.0.1:6379/15] [--events 20000]
-                                [--rate 1000] [--seconds 5]
+                                [--rate 1000] [--seconds 5] [--b-only]
                                 [--broker-events 200000] [--broker-rate 50000]
 
 Each run uses a fresh key prefix and deletes its keys afterwards.
@@ -25,6 +28,7 @@ import asyncio
 import gc
 import json
 import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
@@ -39,6 +43,7 @@ import redis
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from bench.ingest import standard_event
 from netsentinel_websocket.auth import mint
 from netsentinel_websocket.broker_redis import RedisBroker
 from netsentinel_websocket.metrics import Metrics
@@ -46,6 +51,15 @@ from netsentinel_websocket.positions import PreparedEvent, Publication
 
 SECRET = "bench-secret-0123456789-abcdefghij"
 GC_THRESHOLD = 50_000  # server.gc_threshold's default, which serve sets
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(proc: subprocess.Popen[str]) -> float:
+    """User and system CPU time of a node so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def start_node(config: dict[str, Any], tmp: Path) -> tuple[subprocess.Popen[str], int, int]:
@@ -74,31 +88,27 @@ async def subscriber(port: int) -> WebSocketClientConnection:
 
 
 async def collect(conn: WebSocketClientConnection, count: int, arrivals: list[tuple[float, float]]):
-    """Read until ``count`` events arrived; records (sent, arrived) per event."""
-    while len(arrivals) < count:
+    """Read until the last of ``count`` events (``data.n == count - 1``) arrived; records (sent,
+    arrived) per event. Events the subscriber never gets (a ``gap``: its node fell further behind
+    than the stream keeps) are missing from ``arrivals``, counted as lost."""
+    while True:
         frame = await conn.read_message()
         if frame is None:
             raise ConnectionError("subscriber closed")
         now = time.time()
+        last = False
         for part in frame.split("\n"):
             msg = orjson.loads(part)
             if msg.get("type") == "event":
-                arrivals.append((msg["event"]["data"]["sent"], now))
-
-
-def bench_event(n: int) -> dict[str, Any]:
-    data = {"n": n, "sent": time.time(), "src_ip": "203.0.113.7", "pad": "x" * 300}
-    return {
-        "id": f"b-{n}",
-        "event_type": "honeypot.ssh.login",
-        "severity": "info",
-        "source": "bench",
-        "data": data,
-    }
+                data = msg["event"]["data"]
+                arrivals.append((data["sent"], now))
+                last = last or data["n"] == count - 1
+        if last:
+            return
 
 
 def line(n: int) -> bytes:
-    return orjson.dumps(bench_event(n)) + b"\n"
+    return orjson.dumps(standard_event(n)) + b"\n"
 
 
 def new_broker(url: str) -> RedisBroker:
@@ -119,7 +129,7 @@ async def broker_publish(url: str, count: int, rate: float | None) -> None:
             delay = start + n / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-        event = bench_event(n)
+        event = standard_event(n)
         broker.publish("events", PreparedEvent(event, time.time(), orjson.dumps(event)))
         if n % 1000 == 999:
             await broker.flushed()
@@ -161,20 +171,33 @@ async def broker_receive(url: str, count: int, rate: float | None) -> tuple[floa
     return count / (span[1] - span[0]), latencies
 
 
-async def feed(ingest_port: int, count: int, rate: float | None) -> None:
-    """``count`` events into the ingest, as fast as possible or at ``rate`` per second."""
+async def feed(ingest_port: int, count: int, rate: float | None) -> float:
+    """``count`` events into the ingest, as fast as possible (100 lines a write) or at ``rate``
+    per second (``rate / 1000`` lines a write, one write a millisecond: a sleep per event
+    cannot keep tens of thousands a second); returns when the first was written."""
     _, writer = await asyncio.open_connection("127.0.0.1", ingest_port)
+    per_write = max(1, round(rate / 1000)) if rate else 100
     start = time.monotonic()
-    for n in range(count):
+    first = time.time()
+    for n in range(0, count, per_write):
         if rate:
             delay = start + n / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-        writer.write(line(n))
-        if n % 100 == 0:
-            await writer.drain()
-    await writer.drain()
+        writer.write(b"".join(line(i) for i in range(n, min(n + per_write, count))))
+        await writer.drain()
     writer.close()
+    return first
+
+
+def per_event(
+    nodes: dict[str, subprocess.Popen[str]], since: dict[str, float], events: int
+) -> dict[str, float]:
+    """Each node's CPU time since ``since``, in microseconds per event."""
+    return {
+        name: round(1e6 * (cpu_seconds(proc) - since[name]) / events, 2)
+        for name, proc in nodes.items()
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -193,6 +216,28 @@ def forget(url: str, prefix: str) -> None:
     client.close()
 
 
+async def measure_broker(args: argparse.Namespace, url: str, prefix: str) -> dict[str, Any] | None:
+    """The broker alone, node to node (None with ``--broker-events 0``)."""
+    if not args.broker_events:
+        return None
+    try:
+        only_rate, _ = await broker_receive(url, args.broker_events, None)
+        paced_rate, only_ms = await broker_receive(url, args.broker_rate * 3, args.broker_rate)
+    finally:
+        forget(args.redis, prefix)
+    return {
+        "burst_events": args.broker_events,
+        "burst_events_per_s": round(only_rate),
+        "paced_rate": args.broker_rate,
+        "paced_events": len(only_ms),
+        "paced_events_per_s": round(paced_rate),
+        "latency_ms": {
+            "p50": round(percentile(only_ms, 50), 2),
+            "p99": round(percentile(only_ms, 99), 2),
+        },
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     sep = "&" if "?" in args.redis else "?"
@@ -208,61 +253,60 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         node_a, port_a, ingest_a = start_node(config, Path(tmp))
         node_b, port_b, _ = start_node(config, Path(tmp))
         try:
+            nodes = {"a": node_a, "b": node_b}
             on_b = await subscriber(port_b)
             burst: list[tuple[float, float]] = []
             reading = asyncio.create_task(collect(on_b, args.events, burst))
+            cpu = {name: cpu_seconds(proc) for name, proc in nodes.items()}
             started = time.time()
             await feed(ingest_a, args.events, None)
             await asyncio.wait_for(reading, 120)
-            burst_rate = args.events / (burst[-1][1] - started)
+            burst_rate = len(burst) / (burst[-1][1] - started)
+            burst_cpu = per_event(nodes, cpu, args.events)
             on_b.close()
 
-            on_a, on_b = await subscriber(port_a), await subscriber(port_b)
+            on_b = await subscriber(port_b)
             paced = args.rate * args.seconds
             seen_a: list[tuple[float, float]] = []
             seen_b: list[tuple[float, float]] = []
-            readers = asyncio.gather(collect(on_a, paced, seen_a), collect(on_b, paced, seen_b))
-            await feed(ingest_a, paced, args.rate)
-            await asyncio.wait_for(readers, 60)
+            readers = [collect(on_b, paced, seen_b)]
+            if not args.b_only:
+                readers.append(collect(await subscriber(port_a), paced, seen_a))
+            reading = asyncio.gather(*readers)
+            cpu = {name: cpu_seconds(proc) for name, proc in nodes.items()}
+            first = await feed(ingest_a, paced, args.rate)
+            await asyncio.wait_for(reading, 60)
+            held = len(seen_b) / (seen_b[-1][1] - first)
+            paced_cpu = per_event(nodes, cpu, paced)
         finally:
             for proc in (node_a, node_b):
                 proc.terminate()
                 proc.wait(15)
             forget(args.redis, prefix)
-    only = f"{args.redis}{sep}prefix={prefix}only:"
-    try:
-        only_rate, _ = await broker_receive(only, args.broker_events, None)
-        paced_rate, only_ms = await broker_receive(only, args.broker_rate * 3, args.broker_rate)
-    finally:
-        forget(args.redis, prefix)
+    broker_only = await measure_broker(args, f"{args.redis}{sep}prefix={prefix}only:", prefix)
     ms = {
         name: [1000 * (arrived - sent) for sent, arrived in seen]
         for name, seen in (("a", seen_a), ("b", seen_b))
+        if seen
     }
     return {
         "burst_events": args.events,
         "burst_events_per_s": round(burst_rate),
+        "burst_cpu_us_per_event": burst_cpu,
+        "burst_lost_b": args.events - len(burst),
         "paced_rate": args.rate,
         "paced_events": paced,
-        "latency_ms_b": {
-            "p50": round(percentile(ms["b"], 50), 2),
-            "p99": round(percentile(ms["b"], 99), 2),
+        "paced_events_per_s_b": round(held),
+        "paced_cpu_us_per_event": paced_cpu,
+        "paced_lost_b": paced - len(seen_b),
+        **{
+            f"latency_ms_{name}": {
+                "p50": round(percentile(values, 50), 2),
+                "p99": round(percentile(values, 99), 2),
+            }
+            for name, values in ms.items()
         },
-        "latency_ms_a": {
-            "p50": round(percentile(ms["a"], 50), 2),
-            "p99": round(percentile(ms["a"], 99), 2),
-        },
-        "broker_only": {
-            "burst_events": args.broker_events,
-            "burst_events_per_s": round(only_rate),
-            "paced_rate": args.broker_rate,
-            "paced_events": len(only_ms),
-            "paced_events_per_s": round(paced_rate),
-            "latency_ms": {
-                "p50": round(percentile(only_ms, 50), 2),
-                "p99": round(percentile(only_ms, 99), 2),
-            },
-        },
+        "broker_only": broker_only,
     }
 
 
@@ -272,7 +316,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000, help="burst size")
     parser.add_argument("--rate", type=int, default=1000, help="paced feed, events/s")
     parser.add_argument("--seconds", type=int, default=5, help="paced feed duration")
-    parser.add_argument("--broker-events", type=int, default=200_000, help="broker-only burst")
+    parser.add_argument(
+        "--b-only",
+        action="store_true",
+        help="paced feed without a subscriber on A (A only ingests and publishes, as in the burst)",
+    )
+    parser.add_argument(
+        "--broker-events", type=int, default=200_000, help="broker-only burst (0: skip)"
+    )
     parser.add_argument(
         "--broker-rate", type=int, default=50_000, help="broker-only paced feed (3 s), events/s"
     )

@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.feeder import CHANNEL, Feeder
 from bench.servers import (
+    REDIS,
     ROOT,
     SERVERS,
     Server,
@@ -97,7 +98,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="KEY=JSON",
         help="a configuration key for the netsentinel runner, e.g. server.gc_threshold=700 "
-        "(repeatable)",
+        "(repeatable); server.workers=N above 1 gets the Redis broker of --redis with a key "
+        "prefix of its own unless websocket.broker is set too",
+    )
+    p.add_argument(
+        "--redis",
+        default=REDIS,
+        help="the Redis that several netsentinel workers share (default %(default)s)",
     )
     p.add_argument(
         "--process-cost",
@@ -280,10 +287,12 @@ def steady(
     """A fixed event rate; latency from ``data.sent_at`` at the probes, losses everywhere."""
     count = int(args.rate * args.duration)
     armed = sum(a["armed"] for a in clients.call("arm", {"target": count}))
-    cpu0, started = server.cpu_seconds(), time.time()
+    cpu0, started, busy0 = server.cpu_by_process(), time.time(), machine_busy()
     feeder.steady(args.rate, args.duration)
     answers = clients.call("collect", {"timeout": args.drain})
     wall = time.time() - started
+    cpu1, busy1 = server.cpu_by_process(), machine_busy()
+    by_process = {pid: 100 * (cpu1[pid] - cpu0.get(pid, 0.0)) / wall for pid in cpu1}
     latencies = [x * 1000 for a in answers for x in a["latencies"]]
     return {
         "events": count,
@@ -295,7 +304,10 @@ def steady(
         "samples": len(latencies),
         "order_errors": sum(a["order_errors"] for a in answers),
         "client_cpu_pct": 100 * sum(a["cpu"] for a in answers) / wall,
-        "server_cpu_pct": 100 * (server.cpu_seconds() - cpu0) / wall,
+        "server_cpu_pct": sum(by_process.values()),
+        # the parent first, then the workers in start order: how evenly they share the work
+        "server_cpu_pct_by_process": [round(by_process[pid], 1) for pid in sorted(by_process)],
+        "machine_busy_pct": 100 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
     }
 
 
@@ -309,7 +321,7 @@ def run_case(
 ) -> dict[str, Any]:
     """One server at one subscriber count, from a fresh start (``deflate``: subscribers that
     offer permessage-deflate; ``varied``: events padded with words, not ``x``)."""
-    server = Server(name, secrets.token_hex(16), workdir, settings=dict(args.set))
+    server = Server(name, secrets.token_hex(16), workdir, settings=dict(args.set), redis=args.redis)
     server.start()
     clients = Clients(args.workers, args.loop)
     feeder = Feeder("127.0.0.1", server.ingest_port, args.size, varied)
@@ -321,6 +333,7 @@ def run_case(
             "deflate": deflate,
             "varied": varied,
             "subscribers": count,
+            "server_workers": server.workers,
             "rss_base_kb": rss_base,
             "loadavg_1m": os.getloadavg()[0],
         }  # others sharing the cores
@@ -348,7 +361,7 @@ def run_case(
 
 def soak(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """RSS after warm-up against RSS after many events and connect/disconnect cycles."""
-    server = Server(name, secrets.token_hex(16), workdir, settings=dict(args.set))
+    server = Server(name, secrets.token_hex(16), workdir, settings=dict(args.set), redis=args.redis)
     server.start()
     clients = Clients(args.workers, args.loop)
     feeder = Feeder("127.0.0.1", server.ingest_port, args.size)
@@ -427,8 +440,10 @@ def table(cases: list[dict[str, Any]]) -> list[str]:
             math.nan if short else statistics.median(b["client_cpu_pct"] for b in c["bursts"])
         )
         incomplete = "" if all(b["complete"] for b in c["bursts"]) else " (incomplete)"
+        workers = c.get("server_workers", 1)
+        label = c["server"] + (f" ({workers} workers)" if workers > 1 else "")
         rows.append(
-            f"| {c['server']} | {c['subscribers']:,} | {fmt(c['connect_per_s'])} | "
+            f"| {label} | {c['subscribers']:,} | {fmt(c['connect_per_s'])} | "
             f"{fmt(c['kb_per_conn'], 1)} | {fmt(c['burst_per_s'])}{incomplete} | "
             f"{fmt(server_cpu)} | {fmt(client_cpu)} | {fmt(s.get('p50_ms', float('nan')), 1)} | "
             f"{fmt(s.get('p99_ms', float('nan')), 1)} | {s.get('lost', '-')} |"
@@ -578,5 +593,7 @@ def publish(cases: list[dict[str, Any]], args: argparse.Namespace) -> None:
     rows = table(cases)
     (args.out / "table.md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
-    if cases:
+    if cases and importlib.util.find_spec("matplotlib") is None:
+        print("no plot: matplotlib is not installed", file=sys.stderr)
+    elif cases:
         plot(cases, [args.out / "deliveries.png"] + ([args.plot] if args.plot else []))

@@ -6,6 +6,7 @@ clean start and one server's state never leaks into another's figures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("netsentinel", "websockets", "ws-node", "seed-style")
 NODE_PEER = ROOT / "bench" / "peers" / "ws_node"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+REDIS = "redis://127.0.0.1:6379/15"  # the Redis several netsentinel workers share (--redis)
 
 
 def free_port() -> int:
@@ -95,10 +98,23 @@ class Server:
     ingest_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # netsentinel config overrides
+    redis: str = REDIS
+    prefix: str | None = None  # the Redis key prefix of this run's workers, deleted at stop
+
+    @property
+    def workers(self) -> int:
+        """netsentinel's ``server.workers`` (1 for the other servers)."""
+        return int(self.settings.get("server.workers", 1)) if self.name == "netsentinel" else 1
 
     def command(self) -> list[str]:
         if self.name == "netsentinel":
             config = self.workdir / f"netsentinel-{self.port}.json"
+            broker = {}
+            if self.workers > 1 and "websocket.broker" not in self.settings:
+                # several workers share one feed through Redis: a prefix of this run's own
+                self.prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+                sep = "&" if "?" in self.redis else "?"
+                broker["websocket.broker"] = f"{self.redis}{sep}prefix={self.prefix}"
             config.write_text(
                 json.dumps(
                     {
@@ -111,6 +127,7 @@ class Server:
                         "websocket.limits.max_connections": 20000,
                         "websocket.limits.per_ip": 20000,
                         "websocket.limits.per_subject": 20000,
+                        **broker,
                         **self.settings,
                     },
                     indent=2,
@@ -148,6 +165,13 @@ class Server:
         )
         log.close()
         deadline = time.monotonic() + timeout
+        if self.name == "netsentinel":  # READY once every worker listens, not just one
+            while b"READY " not in Path(log.name).read_bytes():
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"netsentinel exited; see {log.name}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("netsentinel did not print READY")
+                time.sleep(0.1)
         for port in (self.port, self.ingest_port):
             while True:
                 if self.process.poll() is not None:
@@ -162,24 +186,52 @@ class Server:
                         raise RuntimeError(f"{self.name} did not listen on {port}") from None
                     time.sleep(0.1)
 
-    def rss_kb(self) -> int:
+    def pids(self) -> list[int]:
+        """The server's process and its descendants (netsentinel's workers)."""
         assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        found, at = [self.process.pid], 0
+        while at < len(found):
+            pid = found[at]
+            with contextlib.suppress(OSError):  # gone meanwhile
+                found += map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+            at += 1
+        return found
+
+    def rss_kb(self) -> int:
+        """VmRSS summed over :meth:`pids` (shared library pages count once per process)."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        if not total:
+            raise RuntimeError("no VmRSS")
+        return total
+
+    def cpu_by_process(self) -> dict[int, float]:
+        """User and system CPU seconds of each of :meth:`pids`."""
+        found = {}
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                found[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return found
 
     def cpu_seconds(self) -> float:
-        assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        """User and system CPU summed over :meth:`pids`."""
+        return sum(self.cpu_by_process().values())
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30 if self.workers > 1 else 10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.prefix is not None:
+            from bench.redis_bench import forget  # needs the redis package
+
+            forget(self.redis, self.prefix)
+            self.prefix = None

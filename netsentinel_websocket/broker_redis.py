@@ -44,7 +44,7 @@ from .history import History
 from .metrics import Metrics
 from .positions import Position, PreparedEvent, Publication, Recovery, recover_from
 from .revocation import Revocation, RevocationError, Revocations
-from .streamentry import entry_publications, join_events, join_times
+from .streamentry import MAX_ENTRY_EVENTS, entry_publications, join_events, join_times
 
 try:
     import redis.asyncio as aioredis
@@ -58,7 +58,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "netsentinel:ws:"
 BLOCK_MS = 1000  # XREAD block; an idle reader re-checks the epochs this often
 READ_COUNT = 20  # entries per stream per XREAD: at most 20 x WRITE_BATCH events in one reply
-WRITE_BATCH = 500  # events per pipeline round trip (a script call and an entry per run)
+# events per pipeline round trip (a script call and an entry per run: a run is at most this)
+WRITE_BATCH = MAX_ENTRY_EVENTS
 MIN_STREAM_LENGTH = 10_000  # offsets: room for readers behind a burst, even with a tiny history
 SOCKET_TIMEOUT = 5.0  # a Redis that stalls this long is an outage (must exceed BLOCK_MS)
 CONNECT_TIMEOUT = 2.0
@@ -67,6 +68,9 @@ CATCH_UP_WAIT = 2.0  # how long recover() waits for the reader to reach a client
 SOURCE_TTL = 86400  # seconds a node's publish sequence is remembered for retries
 FILE_SOURCE_TTL = 7 * 86400  # seconds a followed file's last published line is remembered
 REVOCATION_LOG = 10_000  # changes kept in the revocation log (readers follow it live)
+# The largest sequence part of a stream entry ID: an XREAD from "<offset>-<this>" returns the
+# entries past that offset, also when a buggy writer added one as "<offset>-1" (ours are "-0").
+LAST_SEQUENCE = 2**64 - 1
 
 # KEYS: epoch, seq, stream. A missing epoch or counter means the stream's data is gone: start
 # a new epoch (ARGV[1]) so no node numbers events into a sequence clients cannot trust.
@@ -251,8 +255,10 @@ class RedisBroker:
         metrics: Metrics,
         buffer_size: int,
         channels: Sequence[str],
+        max_event_bytes: int = 0,
     ) -> None:
-        """``channels`` are followed from the start (others are followed once touched)."""
+        """``channels`` are followed from the start (others are followed once touched); an
+        entry holding an event over ``max_event_bytes`` (0: no bound) is skipped."""
         if aioredis is None:
             raise ConfigError(
                 "websocket.broker",
@@ -264,6 +270,7 @@ class RedisBroker:
         self._password = urlsplit(self._url).password
         self._history_size = history_size
         self._history_bytes = history_bytes
+        self._max_event_bytes = max_event_bytes
         self._maxlen = max(history_size, MIN_STREAM_LENGTH)
         self._metrics = metrics
         self._buffer_size = buffer_size
@@ -373,10 +380,12 @@ class RedisBroker:
         entries = await self._ready_client().xrange(  # from the entry holding since + 1
             ch.keys[2], f"{since.offset + 1}-0", f"{top.offset}-0"
         )
-        pubs = [
+        pubs = [  # an entry the reader skipped raises: the hub answers with a gap
             pub
             for entry_id, fields in entries
-            for pub in entry_publications(ch.name, top.epoch, entry_id, fields)
+            for pub in entry_publications(
+                ch.name, top.epoch, entry_id, fields, self._max_event_bytes
+            )
             if pub.offset > since.offset
         ]
         if ch.epoch != top.epoch or not pubs or pubs[0].offset != since.offset + 1:
@@ -543,7 +552,7 @@ class RedisBroker:
             unsynced = [ch for ch in channels if not ch.synced]
             if unsynced:
                 await self._sync(reader, unsynced)
-            streams = {ch.keys[2]: f"{ch.offset}-0" for ch in channels}
+            streams = {ch.keys[2]: f"{ch.offset}-{LAST_SEQUENCE}" for ch in channels}
             streams[self._revocation_log] = self._revocation_seen
             reply = await reader.xread(streams, count=READ_COUNT, block=BLOCK_MS)
             if not reply:
@@ -556,11 +565,20 @@ class RedisBroker:
                     continue
                 ch = self._by_stream[key]
                 for entry_id, fields in entries:
+                    try:
+                        pubs = entry_publications(
+                            ch.name, ch.epoch, entry_id, fields, self._max_event_bytes
+                        )
+                        if pubs[0].offset <= ch.offset:  # ours never overlap what came before
+                            raise ValueError(
+                                f"stream entry {entry_id!r}: from offset {pubs[0].offset}, "
+                                f"after {ch.offset}"
+                            )
+                    except ValueError as exc:
+                        self._skip(ch, entry_id, exc)
+                        continue
                     tag = fields.get(b"v")
-                    shown = tag is not None and tag in ch.tags
-                    self._take(
-                        ch, entry_publications(ch.name, ch.epoch, entry_id, fields), now, shown
-                    )
+                    self._take(ch, pubs, now, tag is not None and tag in ch.tags)
             self._took.set()
             self._took = asyncio.Event()
 
@@ -582,6 +600,18 @@ class RedisBroker:
             lag.observe(now - pub.prepared.received)
             if deliver is not None:
                 deliver(pub)
+
+    def _skip(self, ch: _Channel, entry_id: bytes, why: ValueError) -> None:
+        """An entry no node of this version writes (a buggy or older node of the feed): the
+        reader goes on past it, counts it and logs why (never its content); its offsets are
+        lost, so subscribers get a gap over them, as over a trimmed entry."""
+        self._metrics.broker_errors.labels("entry").inc()
+        log.warning("channel %s: skipping %s", ch.name, why)
+        last = int(entry_id.partition(b"-")[0])
+        if last > ch.offset:
+            self._report_loss(ch, Position(ch.epoch, last))
+            ch.offset = last
+            self._end_outage(ch)
 
     async def _sync(self, client: Any, channels: Iterable[_Channel]) -> None:
         """Learn each channel's epoch and top; a new epoch restarts reading at its offset 1."""

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import __version__
 from .auth import HMAC_ALGORITHMS, mint
-from .config import CHANNEL_NAME, MIN_SECRET_CHARS, ConfigError, load_file, validate
+from .config import CHANNEL_NAME, MIN_SECRET_CHARS, ConfigError, Settings, load_file, validate
 from .geo import packaged_data
 from .tail import add_token_options, read_token
 
@@ -75,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
         "extra) unless configured; prints a ready token",
     )
     serve.add_argument("--demo", action="store_true", help="feed a synthetic honeypot stream")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes serving the same ports, each a node of one feed; above 1 needs the "
+        "Redis broker (default: server.workers)",
+    )
+    # A worker of a serve with several: its configuration comes on stdin (workers.py).
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     serve.add_argument(
         "--log-format", choices=("text", "json"), help="log format (default: server.log_format)"
     )
@@ -321,51 +330,150 @@ def dev_mode(config: dict[str, Any]) -> DevMode:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .logs import setup_logging
-    from .runner import Runner
+    from .workers import read_config, tag_logs, worker_config
 
-    config = _load(args.config)
-    dev = dev_mode(config) if args.dev else None
+    worker = args.worker_index
+    config = _load(args.config) if worker is None else read_config(sys.stdin.buffer)
+    if args.workers is not None:
+        config["server.workers"] = args.workers
+    dev = dev_mode(config) if args.dev and worker is None else None
     if dev is not None:
         config = dev.config
     settings = validate(config)
-    setup_logging(args.log_format or settings.server.log_format)
+    log_format = args.log_format or settings.server.log_format
+    setup_logging(log_format)
     if not settings.websocket.enabled:
         raise ConfigError("websocket.enabled", "is false: nothing to serve (or use --dev)")
-    runner = Runner(config, demo=args.demo)  # its plugin logs the configuration's warnings
+    if worker is None and settings.server.workers > 1:
+        return _supervise(config, settings, args, log_format, dev)
+    from .runner import Runner  # not in the parent of several workers: it serves nothing
+
+    if worker is not None:
+        tag_logs(worker, log_format)
+        config = worker_config(config, worker)
+    # its plugin logs the configuration's warnings
+    runner = Runner(config, demo=args.demo, worker=worker)
     # The runner owns its process, so it may tune the collector (a host embedding the plugin
     # keeps its own settings): see docs/performance.md.
     gc.set_threshold(settings.server.gc_threshold, *gc.get_threshold()[1:])
     log.info("garbage collector thresholds %s", gc.get_threshold())
-    return asyncio.run(_serve(runner, dev))
+    return asyncio.run(_serve(runner, dev, worker is not None))
 
 
-async def _serve(runner: Runner, dev: DevMode | None) -> int:
+async def _serve(runner: Runner, dev: DevMode | None, worker: bool) -> int:
+    """One process serving until SIGTERM/SIGINT (``worker``: one of several, which also stops
+    when its supervisor goes and stops together with the others)."""
+    from .workers import WorkerLink
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    link = WorkerLink(stop) if worker else None
+    if link is not None:
+        await link.start()
     await runner.start()
-    server, path = runner.settings.server, runner.settings.websocket.http.path
-    scheme = "https" if server.tls else "http"
-    host = server.bind if server.bind not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    base = f"{scheme}://{host}:{runner.port}"
-    ws = base.replace("http", "ws", 1) + path
-    log.info("serving on %s (websocket %s)", base, ws)
-    if server.ingest_tcp is not None:
-        log.info("TCP ingest on %s:%d", server.ingest_tcp.host, runner.ingest_port)
     token_file = None
     try:
-        if dev is not None:
-            token_file = _write_token_file(dev.token)
-            _print_dev_banner(base, ws, path, dev, token_file)
+        if link is None:
+            token_file = _announce(runner.settings, runner.port, runner.ingest_port, dev)
         print(f"READY {runner.port} {runner.ingest_port or 0}", flush=True)
         await stop.wait()
         log.info("shutting down")
-        await runner.stop()
+        await runner.stop(link.barrier if link is not None else None)
     finally:
         if token_file is not None:
             os.unlink(token_file)
+        if link is not None:
+            await link.close()
     return 0
+
+
+def _announce(
+    settings: Settings, port: int | None, ingest_port: int | None, dev: DevMode | None
+) -> str | None:
+    """Log where it serves and, with ``--dev``, print the banner; the dev token's file, which
+    the caller removes when it stops."""
+    server, path = settings.server, settings.websocket.http.path
+    scheme = "https" if server.tls else "http"
+    host = server.bind if server.bind not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    base = f"{scheme}://{host}:{port}"
+    ws = base.replace("http", "ws", 1) + path
+    log.info("serving on %s (websocket %s)", base, ws)
+    if server.ingest_tcp is not None:
+        log.info("TCP ingest on %s:%d", server.ingest_tcp.host, ingest_port)
+    if dev is None:
+        return None
+    token_file = _write_token_file(dev.token)
+    _print_dev_banner(base, ws, path, dev, token_file)
+    return token_file
+
+
+def _supervise(
+    config: dict[str, Any],
+    settings: Settings,
+    args: argparse.Namespace,
+    log_format: str,
+    dev: DevMode | None,
+) -> int:
+    """``server.workers`` processes on the same ports (docs/scaling.md, "Several workers on one
+    host"): hold the ports, start the workers, print READY once all serve, stop them as one."""
+    from .workers import host_port, reserve
+
+    server = settings.server
+    held = reserve("server.port", server.bind, server.port)
+    try:
+        port, ingest_port = held[0].getsockname()[1], 0
+        config = {**config, "server.port": port}
+        if server.ingest_tcp is not None:
+            tcp = server.ingest_tcp
+            held += reserve("websocket.ingest.tcp", tcp.host, tcp.port)
+            ingest_port = held[-1].getsockname()[1]
+            config["websocket.ingest.tcp"] = host_port(tcp.host, ingest_port)
+        return _run_workers(config, settings, args, log_format, dev, (port, ingest_port))
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _run_workers(
+    config: dict[str, Any],
+    settings: Settings,
+    args: argparse.Namespace,
+    log_format: str,
+    dev: DevMode | None,
+    ports: tuple[int, int],
+) -> int:
+    """The parent's life once the ports are held (``config`` names them)."""
+    from .workers import Supervisor
+
+    server = settings.server
+
+    def argv(index: int) -> list[str]:
+        demo = ["--demo"] if args.demo and index == 0 else []  # one synthetic feed, not N
+        own = ["serve", "--worker-index", str(index), "--log-format", log_format, *demo]
+        return [*own_command(), *own]
+
+    supervisor = Supervisor(argv, config, server.workers, settings.websocket.node.shutdown_grace)
+    token_file: list[str] = []
+
+    def ready() -> None:
+        found = _announce(settings, *ports, dev)
+        token_file.extend([found] if found else [])
+        log.info("%d workers serving (pids %s)", server.workers, supervisor.pids)
+        print(f"READY {ports[0]} {ports[1]}", flush=True)
+
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, supervisor.stop)
+        return await supervisor.run(ready)
+
+    try:
+        return asyncio.run(run())
+    finally:
+        for path in token_file:
+            os.unlink(path)
 
 
 def _write_token_file(token: str) -> str:

@@ -475,6 +475,52 @@ KEYS: tuple[Key, ...] = (
         "Per-connection outbound bound; a client over it is closed with 4009.",
     ),
     Key(
+        "websocket.queue.send_buffer",
+        "int (bytes)",
+        128 * 1024,
+        _int(0, 64 * MIB),
+        "`SO_SNDBUF` of each WebSocket and SSE subscriber's socket (Linux doubles it for its "
+        "bookkeeping); 0 leaves it to the kernel, which grows it up to `net.ipv4.tcp_wmem`'s "
+        "maximum (4 MiB by default). Kept small so that a burst waits in the outbox, where "
+        "`websocket.backpressure` sees it, not in the kernel in front of live events; a "
+        "client across a WAN gets at most about this much per round trip.",
+    ),
+    Key(
+        "websocket.backpressure.behind_bytes",
+        "int (bytes)",
+        64 * 1024,
+        _int(1024, 1024 * MIB),
+        "A subscriber with more than this waiting or being written is behind "
+        "(docs/performance.md, bursts beside live events).",
+    ),
+    Key(
+        "websocket.backpressure.share",
+        "number",
+        0.01,
+        _number(0, 1),
+        "The runner's TCP and file ingest wait before their next read while more than this "
+        "share of the connections (and at least one) are behind and still reading; a read "
+        "under 4 KiB (live events, not a burst) is never held.",
+    ),
+    Key(
+        "websocket.backpressure.stall",
+        "number (s)",
+        1.0,
+        _number(0.01, 60),
+        "A behind subscriber that has taken no write for this long stops counting, so a client "
+        "that stopped reading cannot hold the ingest (it is closed with 4009 when its queue is "
+        "full).",
+    ),
+    Key(
+        "websocket.backpressure.max_wait",
+        "number (s)",
+        1.0,
+        _number(0, 60),
+        "Longest wait of an ingest connection or followed file before each read; the read "
+        "goes ahead after it; 0 turns the backpressure off. Time held does not count toward "
+        "`websocket.ingest.idle_timeout`.",
+    ),
+    Key(
         "websocket.compression",
         "bool",
         True,
@@ -695,6 +741,16 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("server.backlog", "int", 4096, _int(1, 65535), "Runner: listen backlog."),
     Key(
+        "server.workers",
+        "int",
+        1,
+        _int(1, 64),
+        "Runner: processes serving the same ports (`SO_REUSEPORT`: the kernel spreads the "
+        "connections), each a node of one feed; more than 1 needs the Redis broker "
+        "(`websocket.broker`). `serve --workers` overrides it. See docs/scaling.md, "
+        '"Several workers on one host".',
+    ),
+    Key(
         "server.max_body_bytes",
         "int (bytes)",
         64 * 1024,
@@ -770,6 +826,17 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class PressureSettings:
+    """``websocket.backpressure.*``: when the runner's ingest waits for subscribers
+    (:mod:`.pressure`)."""
+
+    behind_bytes: int  # a connection with more than this waiting or in flight is behind
+    share: float  # producers wait while more than this share of the connections count
+    stall: float  # seconds without a completed write after which a behind one stops counting
+    max_wait: float  # seconds a producer waits at most per read; 0: never
+
+
+@dataclass(frozen=True, slots=True)
 class NodeSettings:
     """What :class:`~.node.Node` reads: channels, routes, redaction, history, broker, caps."""
 
@@ -787,6 +854,7 @@ class NodeSettings:
     allowed_origins: tuple[str, ...]
     geoip: GeoSettings
     revocation_max_age: float
+    pressure: PressureSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -805,6 +873,7 @@ class EndpointSettings:
     ping_timeout: float
     max_message_bytes: int
     queue_max_bytes: int
+    send_buffer: int  # SO_SNDBUF of each subscriber's socket; 0: the kernel's autotuning
     sse_heartbeat: float  # seconds between two comment lines on an SSE stream
     compression: bool  # offer permessage-deflate
 
@@ -903,6 +972,7 @@ class ServerSettings:
     bind: str
     port: int
     backlog: int
+    workers: int  # processes on the same ports (SO_REUSEPORT), each a node of one feed
     tls: TLSFiles | None
     log_format: str
     gc_threshold: int
@@ -1056,6 +1126,12 @@ def _websocket_settings(v: Mapping[str, Any], jwt: JWTSettings) -> WebSocketSett
             allowed_origins=v["websocket.allowed_origins"],
             geoip=GeoSettings(v["websocket.geoip.enabled"], v["websocket.geoip.database"]),
             revocation_max_age=v["websocket.revocation.max_age"],
+            pressure=PressureSettings(
+                behind_bytes=v["websocket.backpressure.behind_bytes"],
+                share=v["websocket.backpressure.share"],
+                stall=v["websocket.backpressure.stall"],
+                max_wait=v["websocket.backpressure.max_wait"],
+            ),
         ),
         jwt=jwt,
         session=SessionSettings(
@@ -1070,6 +1146,7 @@ def _websocket_settings(v: Mapping[str, Any], jwt: JWTSettings) -> WebSocketSett
             ping_timeout=v["websocket.heartbeat.timeout"],
             max_message_bytes=v["websocket.limits.max_message_bytes"],
             queue_max_bytes=v["websocket.queue.max_bytes"],
+            send_buffer=v["websocket.queue.send_buffer"],
             sse_heartbeat=v["websocket.sse.heartbeat"],
             compression=v["websocket.compression"],
         ),
@@ -1089,6 +1166,7 @@ def _server_settings(v: Mapping[str, Any]) -> ServerSettings:
         bind=v["server.bind"],
         port=v["server.port"],
         backlog=v["server.backlog"],
+        workers=v["server.workers"],
         tls=TLSFiles(cert, key) if cert else None,
         log_format=v["server.log_format"],
         gc_threshold=v["server.gc_threshold"],
@@ -1174,6 +1252,14 @@ def _cross_checks(values: dict[str, Any]) -> None:
     if bool(values["server.tls.cert"]) != bool(values["server.tls.key"]):
         key = "server.tls.key" if values["server.tls.cert"] else "server.tls.cert"
         raise ConfigError(key, "server.tls.cert and server.tls.key go together")
+    if values["server.workers"] > 1 and values["websocket.broker"] == "memory":
+        raise ConfigError(
+            "server.workers",
+            f"is {values['server.workers']}: several workers (server.workers, serve --workers) "
+            "need the Redis broker "
+            "(websocket.broker = redis://...), since a memory broker cannot share one feed "
+            "between processes",
+        )
     if values["websocket.ingest.files"] and values["websocket.ingest.state_dir"] is None:
         raise ConfigError(
             "websocket.ingest.state_dir",

@@ -230,8 +230,9 @@ class WebSocketEndpoint(WebSocketHandler):
         self.set_nodelay(True)
         ws = self.ws_connection
         assert ws is not None and ws.stream is not None
-        transport = StreamTransport(ws.stream, self._broken)
-        self._outbox = Outbox(transport, self.node.settings.endpoint.queue_max_bytes)
+        endpoint = self.node.settings.endpoint
+        transport = StreamTransport(ws.stream, self._broken, endpoint.send_buffer)
+        self._outbox = Outbox(transport, endpoint.queue_max_bytes, self.node.pressure)
         refusal = self.node.admit(self, self._ip)
         if refusal is not None:
             self.close_with(refusal)
@@ -441,6 +442,9 @@ class WebSocketEndpoint(WebSocketHandler):
     def on_close(self) -> None:
         self._closing = True
         self._arm(None)
+        outbox: Outbox | None = getattr(self, "_outbox", None)  # made in open()
+        if outbox is not None:
+            outbox.clear()  # a dropped peer is no longer behind
         self._heartbeat(join=False)
         if not self._admitted:
             return

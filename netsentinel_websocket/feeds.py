@@ -197,8 +197,11 @@ class SSEHandler(FeedHandler):
         assert isinstance(connection, HTTP1Connection)
         stream = connection.stream
         stream.set_nodelay(True)
+        endpoint = self.node.settings.endpoint
         self._outbox = Outbox(
-            StreamTransport(stream, self.abort), self.node.settings.endpoint.queue_max_bytes
+            StreamTransport(stream, self.abort, endpoint.send_buffer),
+            endpoint.queue_max_bytes,
+            self.node.pressure,
         )
         log.info(
             "sse open id=%s sub=%r addr=%s channels=%s",

@@ -44,6 +44,7 @@ from .filefollow import (
 from .ingest import IngestError, parse_item, worth_logging
 from .metrics import Metrics
 from .opencanary import is_opencanary_record
+from .pressure import Pressure
 
 log = logging.getLogger("netsentinel_websocket.fileingest")
 
@@ -269,9 +270,17 @@ class FileIngest:
     """The runner's file followers: one task per path, started and stopped with the runner."""
 
     def __init__(
-        self, settings: FileIngestSettings, publish: Publish, settle: Settle, metrics: Metrics
+        self,
+        settings: FileIngestSettings,
+        publish: Publish,
+        settle: Settle,
+        metrics: Metrics,
+        pressure: Pressure | None = None,
     ) -> None:
+        """``pressure``: the node's backpressure, waited on before reading on after a heavy
+        batch (:mod:`.pressure`)."""
         self._settings = settings
+        self._pressure = pressure
         self._publish = publish
         self._settle = settle
         self._metrics = metrics
@@ -321,6 +330,8 @@ class FileIngest:
                         )
                 if more:
                     await asyncio.sleep(0)
+                    if self._pressure is not None:  # more to read: that batch was a full one
+                        await self._pressure.hold(BATCH_BYTES)
                     continue
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self._settings.poll_interval)

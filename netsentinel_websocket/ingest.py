@@ -36,6 +36,7 @@ from .events import EventError, normalize_event
 from .filefollow import file_source
 from .metrics import INGEST_REFUSALS, Metrics
 from .opencanary import RecordError, is_opencanary_record, normalize
+from .pressure import Pressure
 
 log = logging.getLogger("netsentinel_websocket.ingest")
 
@@ -81,7 +82,7 @@ def parse_item(item: Any) -> dict[str, Any]:
     StandardEvent."""
     if not isinstance(item, dict):
         raise IngestError("item must be a JSON object", "not_object")
-    if set(item) == {"message"} and isinstance(item["message"], str):
+    if len(item) == 1 and isinstance(item.get("message"), str):  # only a message: a webhook's
         try:
             item = orjson.loads(item["message"])
         except orjson.JSONDecodeError:
@@ -89,14 +90,14 @@ def parse_item(item: Any) -> dict[str, Any]:
         if not isinstance(item, dict):
             raise IngestError("webhook message must hold a JSON object")
     try:
-        if cowrie.is_cowrie_record(item):
+        if "event_type" in item:  # an event, even one with a logtype or an eventid
+            event = normalize_event(item)
+        elif cowrie.is_cowrie_record(item):
             event = cowrie.normalize(item, COWRIE_SESSIONS)
         elif is_opencanary_record(item):
             event = normalize(item)
-        elif "event_type" not in item:
-            raise IngestError("neither an OpenCanary record (logtype) nor an event (event_type)")
         else:
-            event = normalize_event(item)
+            raise IngestError("neither an OpenCanary record (logtype) nor an event (event_type)")
     except (RecordError, EventError) as exc:
         raise IngestError(str(exc)) from None
     if file_source(event["id"]) is not None:  # a sender must not pose as a followed file's line
@@ -279,6 +280,11 @@ class IngestServer(TCPServer):
     connection that sends nothing for ``idle_timeout`` seconds, or whose line is still
     incomplete that long after its first byte, is closed (one timer per connection, re-armed
     only when it fires early).
+
+    With the node's ``pressure``, a connection whose last read was heavy (a burst) waits before
+    its next read while too many subscribers are behind, at most
+    ``websocket.backpressure.max_wait`` seconds per read, so a live event on another connection
+    is not queued behind the whole burst; the sender's own socket holds the rest.
     """
 
     def __init__(
@@ -286,9 +292,13 @@ class IngestServer(TCPServer):
         publish: Callable[[dict[str, Any]], Any],
         metrics: Metrics,
         settings: TCPIngestSettings,
+        pressure: Pressure | None = None,
     ) -> None:
+        """``pressure``: the node's backpressure, waited on before each read after a heavy
+        one (:mod:`.pressure`); None: read as fast as senders send."""
         super().__init__(max_buffer_size=STREAM_BUFFER, read_chunk_size=READ_CHUNK)
         self._publish = publish
+        self._pressure = pressure
         self._metrics = metrics
         self._max_line = settings.max_line_bytes
         self._allow = settings.allow
@@ -361,6 +371,7 @@ class IngestServer(TCPServer):
         """Shutdown: stop accepting, publish what the open connections have already sent, and
         reset each once it is quiet (all of them after ``timeout``), so that a record written
         after that fails on the sender's side instead of being lost silently."""
+        self._pressure = None  # what was sent is read as fast as it can be, held no more
         await asyncio.sleep(0.01)  # a turn of the loop accepts what waits in the backlog,
         self.stop()  # which closing the listener would reset
         loop = IOLoop.current()
@@ -376,8 +387,11 @@ class IngestServer(TCPServer):
 
     async def _serve(self, conn: _Connection) -> None:
         loop = IOLoop.current()
+        data = b""
         try:
             while True:
+                if self._pressure is not None:
+                    await self._pressure.hold(len(data))  # not waiting: not idle meanwhile
                 conn.waiting = True
                 data = await conn.stream.read_bytes(READ_CHUNK, partial=True)
                 conn.waiting = False

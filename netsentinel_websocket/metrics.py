@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from .disconnect import COUNTED_CODES
 from .events import REJECT_REASONS
@@ -21,6 +26,62 @@ def close_label(code: int | None) -> str:
     return str(code) if code in COUNTED_CODES else "other"
 
 
+class TallyCell:
+    """One series of a :class:`Tally`: a plain integer and when it was first counted."""
+
+    __slots__ = ("value", "created")
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.created = time.time()
+
+    def inc(self) -> None:
+        self.value += 1
+
+
+class Tally(Collector):
+    """A counter the per-event path adds to, scraped as a ``Counter`` of the same name.
+
+    ``prometheus_client.Counter.inc`` takes a lock through three Python calls (about 0.6 us);
+    the node counted two per event that way, a twentieth of an ingest line's whole cost. The
+    node publishes from its event loop only, so a plain integer needs no lock. A scrape shows
+    exactly what a ``Counter`` shows: ``<name>_total`` and ``<name>_created`` per label set.
+    Count through a cell: ``labels(...)`` once, then ``inc()`` on what it gave.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...] = (),
+        *,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = labelnames
+        self._cells: dict[tuple[str, ...], TallyCell] = {}
+        if not labelnames:  # shown at 0 from the start, as a Counter without labels is
+            self.labels()
+        registry.register(self)
+
+    def labels(self, *values: str) -> TallyCell:
+        """The series of these label values (made on first use, as a Counter's child is); a
+        tally without labels has one, ``labels()``. Callers keep it: that lookup is not free."""
+        if len(values) != len(self._labelnames):
+            raise ValueError(f"{self._name} takes labels {self._labelnames}, not {values}")
+        cell = self._cells.get(values)
+        if cell is None:
+            cell = self._cells[values] = TallyCell()
+        return cell
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for values, cell in list(self._cells.items()):
+            family.add_metric(values, cell.value, created=cell.created)
+        yield family
+
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -34,11 +95,9 @@ class Metrics:
         self.subscriptions = Gauge(
             f"{PREFIX}_subscriptions", "Subscriptions per channel.", ["channel"], registry=r
         )
-        self.events_in = Counter(
-            f"{PREFIX}_events_in", "Events handed to the processor.", registry=r
-        )
-        self.events_published = Counter(
-            f"{PREFIX}_events_published", "Events routed to a channel.", ["channel"], registry=r
+        self.events_in = Tally(f"{PREFIX}_events_in", "Events handed to the processor.", registry=r)
+        self.events_published = Tally(
+            f"{PREFIX}_events_published", "Events routed to a channel.", ("channel",), registry=r
         )
         self.events_delivered = Counter(
             f"{PREFIX}_events_delivered",
@@ -106,6 +165,12 @@ class Metrics:
         self.ingest_file_lines = Counter(
             f"{PREFIX}_ingest_file_lines",
             "Lines of followed files handed to the pipeline as events.",
+            registry=r,
+        )
+        self.ingest_held = Counter(
+            f"{PREFIX}_ingest_held_seconds",
+            "Time the TCP and file ingest waited for subscribers that were behind "
+            "(websocket.backpressure).",
             registry=r,
         )
         self.pipeline_rejected = Counter(

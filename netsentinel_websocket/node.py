@@ -30,6 +30,7 @@ from .geo import GeoError, GeoIP, open_backend
 from .hub import Hub, Subscriber
 from .metrics import Metrics, close_label
 from .positions import PreparedEvent
+from .pressure import Pressure
 from .redact import Redactor
 from .revocation import Revocation, Revocations
 from .routing import Router
@@ -99,8 +100,13 @@ class Node:
         self.hub = Hub(self.broker, self.redactor, self.metrics)
         self.ack_hook: HookCaller | None = None  # the host's netsentinel_alert_acknowledged
         self.connections: dict[Connection, None] = {}
+        # how far the connections are behind: the runner's ingest waits on it
+        self.pressure = Pressure(
+            own.pressure, self.connections.__len__, self.metrics.ingest_held.inc
+        )
         self._per_ip: Counter[str] = Counter()
         self._per_subject: Counter[str] = Counter()
+        self._events_in = self.metrics.events_in.labels()
         self._published = {c: self.metrics.events_published.labels(c) for c in self.channels}
         self._started = False
         self._stopping = False
@@ -123,6 +129,7 @@ class Node:
             metrics=self.metrics,
             buffer_size=own.broker_buffer,
             channels=self.channels,
+            max_event_bytes=own.max_event_bytes,
         )
 
     def _geoip(self) -> GeoIP | None:
@@ -186,7 +193,7 @@ class Node:
             self.metrics.pipeline_rejected.labels(exc.reason).inc()
             log.warning("pipeline event dropped: %s", exc)
             return
-        self.metrics.events_in.inc()
+        self._events_in.inc()
         channels = self.router.route(normalized["event_type"], normalized["severity"])
         if not channels:
             return
@@ -302,6 +309,7 @@ class Node:
             "node_id": self.node_id,
             "uptime": time.time() - self.started_at,
             "connections": len(self.connections),
+            "behind": self.pressure.behind,
             "subscribers": self.hub.subscriber_counts(),
             "channels": {c: self.broker.position(c).as_dict() for c in self.channels},
             "broker": self.broker.state(),

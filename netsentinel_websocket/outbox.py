@@ -11,6 +11,11 @@ the next frame only when the previous write has completed. What a replay holds i
 once is one frame, paced by the reader's socket; a client that never reads never gets past
 it, and the live frames queued behind it meet the bound as usual.
 
+The outbox also tells the node's :class:`~.pressure.Pressure` (its *watch*) when it falls
+behind (more than the watch's ``behind_bytes`` waiting or in flight), takes a write while
+behind, and catches up, so that the runner's ingest can wait for subscribers instead of
+queueing a burst in front of live events.
+
 No I/O here: the transport does the writing (see :class:`Transport`), which keeps this
 testable without a socket.
 """
@@ -20,6 +25,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Protocol
+
+from .pressure import Pressure
 
 Frames = Iterator[tuple[bytes, int]]
 
@@ -43,15 +50,30 @@ class Transport(Protocol):
 class Outbox:
     """Bounded, ordered outbound frames of one connection."""
 
-    __slots__ = ("_transport", "_bound", "_queue", "_queued", "_busy", "_replays", "_idle", "sent")
+    __slots__ = (
+        "_transport",
+        "_bound",
+        "_watch",
+        "_queue",
+        "_queued",
+        "_flight",
+        "_busy",
+        "_behind",
+        "_replays",
+        "_idle",
+        "sent",
+    )
 
-    def __init__(self, transport: Transport, bound: int) -> None:
+    def __init__(self, transport: Transport, bound: int, watch: Pressure | None = None) -> None:
         self._transport = transport
         self._bound = bound
+        self._watch = watch
         # made when something must wait (an empty deque costs 760 bytes; most connections keep up)
         self._queue: deque[tuple[bytes, int] | Frames] | None = None
         self._queued = 0  # bytes of the frames in the queue (replays count as they are drawn)
+        self._flight = 0  # bytes of the write in flight when it began
         self._busy = False  # a write is in flight
+        self._behind = False  # as last told to the watch
         self._replays = 0
         self._idle: Callable[[], None] | None = None
         self.sent = 0  # events handed to the transport
@@ -76,6 +98,8 @@ class Outbox:
             return False
         self._waiting().append((frame, count))
         self._queued += len(frame)
+        if not self._behind and self._watch is not None:
+            self._gauge()
         return True
 
     def push_replay(self, frames: Frames) -> bool:
@@ -104,6 +128,9 @@ class Outbox:
         self._queued = 0
         self._replays = 0
         self._idle = None
+        if self._behind and self._watch is not None:
+            self._behind = False
+            self._watch.caught_up(self)
 
     def _waiting(self) -> deque[tuple[bytes, int] | Frames]:
         if self._queue is None:
@@ -116,12 +143,28 @@ class Outbox:
         if taken < len(data):
             self._busy = True
             rest = memoryview(data)[taken:] if taken else data
+            self._flight = len(rest)
             self._transport.write(rest, self._written)
 
     def _written(self, ok: bool) -> None:
         self._busy = False
+        self._flight = 0
         if ok:
+            if self._behind and self._watch is not None:
+                self._watch.took(self)
             self._next()
+
+    def _gauge(self) -> None:
+        """Tell the watch when the backlog (in flight and waiting) crosses ``behind_bytes``."""
+        watch = self._watch
+        assert watch is not None
+        over = self._flight + self._queued > watch.behind_bytes
+        if over != self._behind:
+            self._behind = over
+            if over:
+                watch.fell_behind(self)
+            else:
+                watch.caught_up(self)
 
     def _next(self) -> None:
         """Write what waits: the queued frames up to the next replay joined in one write, or
@@ -147,6 +190,8 @@ class Outbox:
             self._send(*drawn)
         if self._queue is not None and not self._queue:
             self._queue = None
+        if self._watch is not None:
+            self._gauge()
         if self.idle and self._idle is not None:
             callback, self._idle = self._idle, None
             callback()

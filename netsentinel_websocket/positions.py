@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from .events import to_json
 from .redact import Redactor
 
 
@@ -57,16 +58,12 @@ class PreparedEvent:
     def json(self, redactor: Redactor | None) -> bytes:
         """The event's JSON; with a redactor, the redacted form (shared when nothing hides)."""
         if self._full is None:
-            self._full = orjson.dumps(self._event, default=str, option=orjson.OPT_NON_STR_KEYS)
+            self._full = to_json(self._event)
         if redactor is None:
             return self._full
         if self._redacted is None:
             hidden = redactor.apply(self.event)
-            self._redacted = (
-                self._full
-                if hidden is None
-                else orjson.dumps(hidden, default=str, option=orjson.OPT_NON_STR_KEYS)
-            )
+            self._redacted = self._full if hidden is None else to_json(hidden)
         return self._redacted
 
 

@@ -9,13 +9,15 @@ the ``--demo`` stream).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pluggy
 import tornado.web
+from prometheus_client import Gauge
 from tornado.http1connection import HTTP1Connection
 from tornado.netutil import bind_sockets
 
@@ -27,8 +29,9 @@ from .fileingest import FileIngest
 from .http import BearerHandler
 from .httpserver import GuardedHTTPServer, guard_sockets, raise_fd_limit
 from .ingest import IngestServer, is_form, parse_body, parse_form, parse_item
-from .metrics import Metrics
+from .metrics import PREFIX, Metrics
 from .revocation import Revocations
+from .workers import Reports, Tops, lagging, listen_error
 
 log = logging.getLogger("netsentinel_websocket.runner")
 
@@ -148,14 +151,13 @@ class IngestHandler(BearerHandler):
             self.runner.uploads -= 1
 
 
-def _listen(key: str, host: str, port: int, backlog: int) -> list[socket.socket]:
-    """Bound listening sockets; a failure names the address and the key that set it
-    ("Address already in use" alone does not say which of the two ports)."""
+def _listen(key: str, host: str, port: int, backlog: int, shared: bool) -> list[socket.socket]:
+    """Bound listening sockets (``shared``: with ``SO_REUSEPORT``, as every worker listens on
+    the same port); a failure names the address and the key that set it."""
     try:
-        return bind_sockets(port, host or None, backlog=backlog)
+        return bind_sockets(port, host or None, backlog=backlog, reuse_port=shared)
     except OSError as exc:
-        where = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
-        raise OSError(exc.errno, f"cannot listen on {where} ({key}): {exc.strerror}") from exc
+        raise listen_error(key, host, port, exc) from exc
 
 
 async def _nothing_to_settle() -> None:
@@ -166,10 +168,16 @@ class Runner:
     """One host process: plugins, web server, consumers."""
 
     def __init__(
-        self, config: dict[str, Any], *, demo: bool = False, plugins: Sequence[Any] = ()
+        self,
+        config: dict[str, Any],
+        *,
+        demo: bool = False,
+        plugins: Sequence[Any] = (),
+        worker: int | None = None,
     ) -> None:
         """Load the ``netsentinel`` entry points, or only ``plugins`` when given (tests that run
-        several hosts in one process need their own plugin instances)."""
+        several hosts in one process need their own plugin instances); ``worker``: this
+        process's index among ``server.workers`` (docs/scaling.md)."""
         self.config = config
         self.settings: Settings = validate(config)
         self.demo = demo
@@ -202,6 +210,18 @@ class Runner:
         self._files: FileIngest | None = None
         # File ingest persists a line's position once the broker holds its event.
         self._settled = own.broker.flushed if own else _nothing_to_settle
+        # The ingest waits while the plugin's subscribers are behind (docs/performance.md).
+        self._pressure = own.pressure if own else None
+        # Several workers: where this one's readers stand, for the shutdown barrier.
+        self._broker = own.broker if own else None
+        self._channels = own.channels if own else ()
+        if worker is not None:
+            Gauge(
+                f"{PREFIX}_worker_info",
+                "This process's index among server.workers (which worker answered).",
+                ["worker", "workers"],
+                registry=self.metrics.registry,
+            ).labels(str(worker), str(self.settings.server.workers)).set(1)
         self.port: int | None = None
         self.ingest_port: int | None = None
 
@@ -209,7 +229,8 @@ class Runner:
         s = self.settings.server
         ssl_ctx = s.tls.context() if s.tls else None
         raise_fd_limit()
-        sockets = guard_sockets(_listen("server.port", s.bind, s.port, s.backlog))
+        shared = s.workers > 1
+        sockets = guard_sockets(_listen("server.port", s.bind, s.port, s.backlog, shared))
         self.port = sockets[0].getsockname()[1]
         for coro in self.pm.hook.netsentinel_startup(app=self.app):
             await coro
@@ -223,25 +244,34 @@ class Runner:
         )
         self._http.add_sockets(sockets)
         if s.ingest_tcp:
-            self._ingest = IngestServer(self.pipeline.feed, self.metrics, s.ingest_tcp)
+            self._ingest = IngestServer(
+                self.pipeline.feed, self.metrics, s.ingest_tcp, self._pressure
+            )
             ingest_sockets = guard_sockets(
-                _listen("websocket.ingest.tcp", s.ingest_tcp.host, s.ingest_tcp.port, s.backlog)
+                _listen(
+                    "websocket.ingest.tcp",
+                    s.ingest_tcp.host,
+                    s.ingest_tcp.port,
+                    s.backlog,
+                    shared,
+                )
             )
             self.ingest_port = ingest_sockets[0].getsockname()[1]
             self._ingest.add_sockets(ingest_sockets)
         if s.ingest_files:
             self._files = FileIngest(
-                s.ingest_files, self.pipeline.feed, self._settled, self.metrics
+                s.ingest_files, self.pipeline.feed, self._settled, self.metrics, self._pressure
             )
             self._files.start()
         if self.demo:
             self._demo_task = asyncio.create_task(run_demo(self.pipeline.feed_raw))
 
-    async def stop(self) -> None:
+    async def stop(self, barrier: Callable[[Reports], Awaitable[Tops]] | None = None) -> None:
         """Stop accepting first (``POST /ingest`` answers 503, the listeners close, the TCP
         ingest is drained: what its senders already sent is published), so every event
         acknowledged before is in the broker; then plugins deliver it to their subscribers and
-        close them with 1001, and processors stop."""
+        close them with 1001, and processors stop. ``barrier``: this is one of several workers,
+        which all stop at once (:meth:`_meet`)."""
         self.stopping = True
         if self._demo_task is not None:
             self._demo_task.cancel()
@@ -254,9 +284,32 @@ class Runner:
         deadline = asyncio.get_running_loop().time() + FEED_WAIT
         while self.feeding and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)  # uploads still handing events to a (slow) processor
+        if barrier is not None:
+            await self._meet(barrier)
         for coro in self.pm.hook.netsentinel_shutdown(app=self.app):
             await coro
         for processor in self.processors:
             await processor.stop()
         if self._http is not None:
             await self._http.close_all_connections()
+
+    async def _meet(self, barrier: Callable[[Reports], Awaitable[Tops]]) -> None:
+        """Several workers: once this one's events are in the stream and read back, report
+        where its readers stand, learn the highest position any worker reached, and read up to
+        it (each step within ``websocket.shutdown.grace``), so the 1001 that follows comes
+        after every event any worker acknowledged, as with one process."""
+        broker = self._broker
+        if broker is None:  # no plugin: nothing to report, but the others wait for the word
+            await barrier({})
+            return
+        loop = asyncio.get_running_loop()
+        grace = self.settings.websocket.node.shutdown_grace
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(broker.delivered(), grace)
+        tops = await barrier({c: broker.position(c) for c in self._channels})
+        deadline = loop.time() + grace
+        while lagging({c: broker.position(c) for c in self._channels}, tops):
+            if loop.time() >= deadline:
+                log.warning("shutdown: did not read what the other workers published in time")
+                return
+            await asyncio.sleep(0.01)

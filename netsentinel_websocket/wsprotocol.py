@@ -4,21 +4,29 @@
   upon receiving a frame that is not masked"); an unmasked one is answered with close 1002.
 - A client's close frame must carry a code a peer may send (section 7.4) and, if it has a
   payload, at least two bytes; otherwise the answer is 1002 instead of an echo of its code.
+- A reserved bit no extension gave a meaning (section 5.2), and under permessage-deflate RSV1
+  anywhere but on the first frame of a data message (RFC 7692 section 6.1), or compressed data
+  that does not inflate: close 1002 (Tornado drops the TCP connection, or answers a compressed
+  ping, or logs an uncaught ``zlib.error``).
 
 Tornado reads frames inside private methods (``_receive_frame``, ``_read_bytes``,
 ``_handle_message``), so these checks hook them here, and only here; the behaviour is pinned by
-``tests/security/test_frames.py``, so a Tornado release that changes them fails loudly.
+``tests/security/test_hostile_feed.py`` and ``test_hostile_deflate.py``, so a Tornado release
+that changes them fails loudly.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import zlib
+from typing import Any, NoReturn
 
 from tornado.httputil import HTTPHeaders
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketProtocol13
 
-from .disconnect import PROTOCOL_ERROR, UNMASKED
+from .disconnect import BAD_DEFLATE, PROTOCOL_ERROR, RESERVED_BITS, UNMASKED, Disconnect
+
+_RSV1, _RSV = 0x40, 0x70  # in a frame's first byte
 
 
 def valid_close_code(code: int) -> bool:
@@ -27,7 +35,8 @@ def valid_close_code(code: int) -> bool:
 
 
 class StrictProtocol(WebSocketProtocol13):
-    """Tornado's protocol, refusing unmasked frames and bad close frames with 1002."""
+    """Tornado's protocol, refusing unmasked frames, bad close frames, reserved bits and bad
+    compressed data with 1002."""
 
     # In slots: Tornado's protocol sets 29 instance attributes, and a 30th would move them
     # all out of the class's shared key table into a dict of their own (1.5 KiB a connection).
@@ -47,12 +56,16 @@ class StrictProtocol(WebSocketProtocol13):
         Without context takeover every compressed message stands alone, which is what lets one
         compressed frame serve a whole group (:mod:`.frames`); it also keeps Tornado from
         holding a compressor (over 256 KiB) per connection. Offers we cannot honour are
-        declined, not failed: unknown parameters (Tornado would refuse the handshake) and a
-        ``server_max_window_bits`` under 9 (zlib's smallest raw window)."""
+        declined, not failed: unknown or repeated parameters (Tornado would refuse the
+        handshake on the former), a value where none belongs, a window size that is not one of
+        ``8``..``15`` as written, and a ``server_max_window_bits`` under 9 (zlib's smallest raw
+        window). ``tests/security/test_hostile_deflate.py`` pins the answer to each."""
         if self.params.compression_options is None:
             return []
-        for name, offer in _extension_offers(headers.get("Sec-WebSocket-Extensions", "")):
-            bits = _acceptable_deflate(name, offer)
+        for name, params in _extension_offers(headers.get("Sec-WebSocket-Extensions", "")):
+            offer = dict(params)
+            # A parameter named twice: declined (RFC 7692 section 7).
+            bits = _acceptable_deflate(name, offer) if len(offer) == len(params) else None
             if bits is not None:
                 self.deflate = bits
                 agreed = {**offer, "server_no_context_takeover": None}
@@ -68,9 +81,11 @@ class StrictProtocol(WebSocketProtocol13):
         if self._at_header:
             self._at_header = False
             if not data[1] & 0x80:
-                self.close_code = UNMASKED.code
-                self.close(UNMASKED.code, UNMASKED.reason)
-                raise StreamClosedError()  # ends Tornado's frame loop, which drops the stream
+                self._refuse(UNMASKED)
+            # RSV1 marks a compressed message: on its first frame only, and only if negotiated.
+            allowed = _RSV1 if self.deflate is not None and data[0] & 0x0F in (1, 2) else 0
+            if data[0] & _RSV & ~allowed:
+                self._refuse(RESERVED_BITS)
         return data
 
     def _handle_message(self, opcode: int, data: bytes) -> Any:
@@ -79,7 +94,16 @@ class StrictProtocol(WebSocketProtocol13):
             self.close_code = PROTOCOL_ERROR.code
             self.close(PROTOCOL_ERROR.code, PROTOCOL_ERROR.reason)
             return None
-        return super()._handle_message(opcode, data)
+        try:
+            return super()._handle_message(opcode, data)
+        except zlib.error:  # only inflating raises here: on_message runs under Tornado's guard
+            self._refuse(BAD_DEFLATE)
+
+    def _refuse(self, why: Disconnect) -> NoReturn:
+        """Close with ``why`` and end Tornado's frame loop, which then drops the stream."""
+        self.close_code = why.code
+        self.close(why.code, why.reason)
+        raise StreamClosedError()
 
 
 _DEFLATE_PARAMETERS = frozenset(
@@ -92,21 +116,30 @@ _DEFLATE_PARAMETERS = frozenset(
 )
 
 
-def _extension_offers(header: str) -> list[tuple[str, dict[str, str | None]]]:
-    """``Sec-WebSocket-Extensions`` as (name, parameters) offers, in order; a parameter
-    without a value maps to None (Tornado's own parser drops those, which loses
-    ``client_no_context_takeover``)."""
-    offers: list[tuple[str, dict[str, str | None]]] = []
+def _extension_offers(header: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """``Sec-WebSocket-Extensions`` as (name, parameters) offers, in order, each parameter as
+    (name, value) as written (repeats kept, so they can be declined); a parameter without a
+    value has None (Tornado's own parser drops those, which loses
+    ``client_no_context_takeover``), a quoted-string value is unquoted."""
+    offers: list[tuple[str, list[tuple[str, str | None]]]] = []
     for element in header.split(","):
         name, *params = (part.strip() for part in element.split(";"))
         if not name:
             continue
-        offer: dict[str, str | None] = {}
+        offer: list[tuple[str, str | None]] = []
         for param in params:
             key, sep, value = param.partition("=")
-            offer[key.strip()] = value.strip().strip('"') if sep else None
+            offer.append((key.strip(), _unquote(value.strip()) if sep else None))
         offers.append((name, offer))
     return offers
+
+
+def _unquote(value: str) -> str:
+    """A quoted-string's content; anything else as it is (an unbalanced quote stays and makes
+    the value invalid)."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
 
 
 def _acceptable_deflate(name: str, offer: dict[str, str | None]) -> int | None:
@@ -114,21 +147,27 @@ def _acceptable_deflate(name: str, offer: dict[str, str | None]) -> int | None:
     it is another extension or an offer we decline (RFC 7692 section 7.1)."""
     if name != "permessage-deflate" or not offer.keys() <= _DEFLATE_PARAMETERS:
         return None
-    if offer.get("server_no_context_takeover") or offer.get("client_no_context_takeover"):
-        return None  # these take no value
+    if any(offer.get(f"{side}_no_context_takeover") is not None for side in ("server", "client")):
+        return None  # these take no value, not even an empty one
     if not _window_bits_ok(offer.get("client_max_window_bits"), optional=True):
         return None
     server_bits = offer.get("server_max_window_bits")
     if server_bits is None:
         return None if "server_max_window_bits" in offer else 15
-    return int(server_bits) if _window_bits_ok(server_bits) and int(server_bits) >= 9 else None
+    return int(server_bits) if _window_bits_ok(server_bits) and server_bits != "8" else None
+
+
+#: Window sizes as RFC 7692 section 7.1.2 writes them: decimal, no leading zero, 8 to 15.
+#: Compared as strings, never through ``int()``: that takes other scripts' digits ("\u00b2"
+#: passes ``str.isdigit`` and fails ``int``) and refuses over 4300 digits with a ValueError.
+_WINDOW_BITS = frozenset(str(bits) for bits in range(8, 16))
 
 
 def _window_bits_ok(value: str | None, optional: bool = False) -> bool:
     """An offered window size: 8 to 15 (or absent, where the parameter may have no value)."""
     if value is None:
         return optional
-    return value.isdigit() and 8 <= int(value) <= 15 and value == str(int(value))
+    return value in _WINDOW_BITS
 
 
 def _valid_close_payload(data: bytes) -> bool:

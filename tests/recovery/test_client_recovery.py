@@ -94,7 +94,11 @@ def test_cut_connection_resumes_without_loss_or_duplicate(serve_process):
 
 
 def test_slow_consumer_4009_resumes_without_loss(serve_process):
-    cfg = base_config(websocket__queue__max_bytes=65536, websocket__history__size=5000)
+    cfg = base_config(
+        websocket__queue__max_bytes=65536,
+        websocket__history__size=5000,
+        websocket__history__max_bytes=64 * 1024 * 1024,  # the whole 18 MB, for the resume
+    )
     server = serve_process(cfg)
 
     async def scenario() -> tuple[list[Event | Gap], list[Reconnect], int]:

@@ -716,12 +716,24 @@ def test_session_memory_is_bounded():
     assert sessions.get("s0") is None and sessions.get("s2") == "telnet"
 
 
+def test_the_least_recently_seen_session_is_forgotten_first():
+    sessions = SessionProtocols(max_sessions=2)
+    for session in ("s0", "s1", "s0", "s2"):  # s0 seen again: s1 is now the oldest
+        record = {"eventid": "cowrie.login.failed", "session": session, "protocol": "telnet"}
+        normalize(record, sessions)
+    assert [sessions.get(s) for s in ("s0", "s1", "s2")] == ["telnet", None, "telnet"]
+    normalize({"eventid": "cowrie.session.closed", "session": "s0", "protocol": "ssh"}, sessions)
+    assert sessions.get("s0") is None and len(sessions) == 1
+
+
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
         ({"time": 1796164286.5, "timestamp": WHEN}, (1796164286.5, "time")),
         ({"timestamp": "2026-12-01T22:31:26.096715+0000"}, (EPOCH, "timestamp")),
         ({"timestamp": "2026-12-01T23:31:26.096715+0100"}, (EPOCH, "timestamp")),
+        ({"timestamp": "2026-12-01T21:01:26.096715-0130"}, (EPOCH, "timestamp")),
+        ({"timestamp": "+0100"}, (None, "received")),
         ({"epoch": 1796164286096}, (1796164286.096, "epoch")),
         ({"time": True, "timestamp": "yesterday"}, (None, "received")),
     ],

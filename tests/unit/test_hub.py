@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import logging
+import zlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,11 +21,12 @@ import pytest
 from netsentinel_websocket import hub as hub_module
 from netsentinel_websocket.broker_memory import MemoryBroker
 from netsentinel_websocket.filters import Filter
+from netsentinel_websocket.frames import text_frame
 from netsentinel_websocket.hub import Hub
 from netsentinel_websocket.metrics import Metrics
 from netsentinel_websocket.positions import Position, PreparedEvent, Publication
 from netsentinel_websocket.redact import Redactor
-from tests.conftest import FakeSubscriber, YieldingBroker
+from tests.conftest import FakeSubscriber, YieldingBroker, next_frame
 
 ALL = Filter()
 HIGH = Filter(min_severity="high")
@@ -477,6 +479,92 @@ def test_a_refresh_that_adds_events_sensitive_shows_later_events_whole():
     assert delivered(sub) == [(1, hidden(1)), (2, full(2))]
     assert hub.subscriber_counts() == {"a": 1}
     assert len(hub._channels["a"].groups) == 1
+
+
+# --- permessage-deflate: events in compressed frames, made once per group ---
+
+
+class DeflateSubscriber(FakeSubscriber):
+    """A connection that negotiated permessage-deflate with ``window_bits``: keeps every frame
+    as it came, notes whether it was compressed (RSV1) and reads its messages inflated, as a
+    client without context takeover does (RFC 7692 section 7.2.2)."""
+
+    def __init__(self, window_bits: int = 15, sensitive: bool = False) -> None:
+        super().__init__(sensitive)
+        self.window_bits = window_bits
+        self.compressed: list[bool] = []
+
+    def _record(self, frame: bytes, count: int) -> None:
+        compressed = bool(frame[0] & 0x40)
+        self.compressed.append(compressed)
+        if not compressed:
+            super()._record(frame, count)
+            return
+        _, payload, end = next_frame(frame) or (0, b"", 0)
+        if end != len(frame):
+            self.errors.append(f"not exactly one frame: {frame[:40]!r}")
+        inflater = zlib.decompressobj(-self.window_bits)
+        super()._record(text_frame(inflater.decompress(payload + b"\x00\x00\xff\xff")), count)
+        self.frames[-1] = frame  # as it came, to compare the bytes members share
+
+
+def test_a_compressing_subscriber_gets_events_compressed_and_replies_and_gaps_plain():
+    async def scenario():
+        hub, broker = await make_hub()
+        publish(broker, "a", range(1, 4))
+        since = {"a": Position(broker.position("a").epoch, 1), "b": Position("gone", 1)}
+        sub = DeflateSubscriber()
+        await hub.subscribe(sub, 1, ["a", "b"], ALL, since, deflate=15)
+        publish(broker, "a", [4, 5])
+        hub.flush()
+        hub.on_loss("a", Position("NEW", 9))
+        return sub
+
+    sub = asyncio.run(scenario())
+    assert [m["type"] for m in sub.messages] == ["subscribed", "gap", *["event"] * 4, "gap"]
+    assert sub.counts == [0, 2, 2, 0]  # reply and gap, the replay, the live burst, the loss
+    assert sub.compressed == [False, True, True, False]
+    assert delivered(sub) == [(n, hidden(n)) for n in (2, 3, 4, 5)]
+
+
+def test_compressing_and_plain_subscribers_get_frames_of_their_own_per_window_size():
+    async def scenario():
+        hub, broker = await make_hub()
+        plain, small = FakeSubscriber(), DeflateSubscriber(window_bits=9)
+        wide = [DeflateSubscriber(), DeflateSubscriber()]
+        await subscribe(hub, plain, ["a"])
+        for sub in wide:
+            await hub.subscribe(sub, 1, ["a"], ALL, {}, deflate=15)
+        await hub.subscribe(small, 1, ["a"], ALL, {}, deflate=9)
+        publish(broker, "a", [1, 2])
+        hub.flush()
+        return hub, plain, small, wide
+
+    hub, plain, small, wide = asyncio.run(scenario())
+    for sub in (plain, small, *wide):
+        assert delivered(sub) == [(1, hidden(1)), (2, hidden(2))]
+    assert [sub.compressed for sub in (small, *wide)] == [[False, True]] * 3
+    assert wide[0].frames[1] is wide[1].frames[1]  # one compressed frame for the group
+    assert small.frames[1] is not wide[0].frames[1] and plain.frames[1] != wide[0].frames[1]
+    assert hub.subscriber_counts() == {"a": 4}
+
+
+def test_a_compressing_subscriber_regrouped_by_a_refresh_stays_compressed():
+    async def scenario():
+        hub, broker = await make_hub()
+        sub = DeflateSubscriber()
+        await hub.subscribe(sub, 1, ["a"], ALL, {}, deflate=15)
+        publish(broker, "a", [1])
+        hub.flush()
+        sub.sensitive = True
+        hub.regroup(sub)
+        publish(broker, "a", [2])
+        hub.flush()
+        return sub
+
+    sub = asyncio.run(scenario())
+    assert delivered(sub) == [(1, hidden(1)), (2, full(2))]
+    assert sub.compressed == [False, True, True]
 
 
 # --- resume handover ---
@@ -1197,3 +1285,52 @@ def test_a_reported_loss_is_a_gap_after_what_was_pending_for_every_group():
         assert [m["offset"] for m in kinds if m["type"] == "event"] == [*before, 8]
         assert kinds[len(before)] == gap
         assert kinds[-1]["epoch"] == "NEW"
+
+
+def test_a_reported_loss_reaches_a_stream_as_a_gap_with_the_cursor_after_it():
+    async def scenario():
+        hub, broker = await make_hub(FixedEpochBroker(100))
+        publish(broker, "a", [1, 2])
+        publish(broker, "b", [1])
+        reader = SSEReader()
+        await hub.stream(reader, ["a", "b"], ALL, {})
+        publish(broker, "a", [3])
+        hub.on_loss("a", Position("new", 7))  # a's pending event goes first
+        publish(broker, "b", [2])  # its cursor has a where live delivery goes on
+        hub.flush()
+        return reader
+
+    reader = asyncio.run(scenario())
+    after = cursor(("a", "new", 7), ("b", "eb", 1))
+    gap = b'{"type":"gap","channel":"a","epoch":"new","from":{"epoch":"ea","offset":3}}'
+    assert reader.frames == [
+        opening(cursor(("a", "ea", 2), ("b", "eb", 1))),
+        chunk(sse_event(cursor(("a", "ea", 3), ("b", "eb", 1)), message("a", 3, 3))),
+        chunk(b"id: " + after + b"\nevent: gap\ndata: " + gap + b"\n\n"),
+        chunk(sse_event(cursor(("a", "new", 7), ("b", "eb", 2)), message("b", 2, 2))),
+    ]
+    assert reader.counts == [0, 1, 0, 1]
+
+
+def test_a_loss_on_a_channel_whose_only_subscriber_closed_during_its_handover_sends_nothing():
+    """The handover made the channel known but never joined anyone: the loss is built from
+    the head the channel started with and reaches nobody; later subscribers are served."""
+
+    async def scenario():
+        hub, broker = await make_hub(YieldingBroker(MemoryBroker(100)))
+        publish(broker, "a", [1, 2])
+        gone = FakeSubscriber()
+        task = asyncio.create_task(hub.subscribe(gone, 1, ["a"], ALL, {"a": broker.position("a")}))
+        await asyncio.sleep(0)  # the task is now inside the broker's read
+        gone.closed = True
+        await task
+        hub.on_loss("a", Position("NEW", 0))
+        late = FakeSubscriber()
+        await subscribe(hub, late, ["a"])
+        publish(broker, "a", [3])
+        hub.flush()
+        return gone, late
+
+    gone, late = asyncio.run(scenario())
+    assert gone.frames == []
+    assert delivered(late) == [(3, hidden(3))]

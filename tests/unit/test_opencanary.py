@@ -376,6 +376,19 @@ def test_utc_time_parsing(value: str, expected: float) -> None:
     assert event["metadata"]["timestamp_source"] == "utc_time"
 
 
+@pytest.mark.parametrize("digits", ["", "1", "12", "12345", "123456", "1234567", "123456789"])
+@pytest.mark.parametrize("zone", ["", "Z", "+00:00", "-03:30"])
+def test_utc_time_is_exact_to_the_microsecond(digits: str, zone: str) -> None:
+    """The same float as the aware datetime gives, whatever the fraction's length or zone."""
+    offset = {"": 0, "Z": 0, "+00:00": 0, "-03:30": 210}[zone]
+    fraction = f".{digits}" if digits else ""
+    micro = int(digits[:6].ljust(6, "0")) if digits else 0
+    expected = utc_epoch(2026, 11, 24, 19, 11, 10, micro) + offset * 60
+    event = normalize({"logtype": 4002, "utc_time": f"2026-11-24 19:11:10{fraction}{zone}"})
+    assert event["timestamp"] == expected
+    assert event["metadata"]["timestamp_source"] == "utc_time"
+
+
 def test_local_time_is_the_fallback() -> None:
     # OpenCanary fills local_time from utcnow(); older versions have only that field.
     record = {

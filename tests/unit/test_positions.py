@@ -2,6 +2,8 @@
 
 from decimal import Decimal
 
+import pytest
+
 from netsentinel_websocket.history import History
 from netsentinel_websocket.positions import (
     Position,
@@ -142,6 +144,14 @@ def test_message_is_cached_and_redacted_form_is_separate():
 class Opaque:
     def __str__(self) -> str:
         return "opaque!"
+
+
+def test_a_prepared_event_needs_its_event_or_its_json():
+    with pytest.raises(ValueError) as refused:
+        PreparedEvent(None, 0.0)
+    assert str(refused.value) == "a prepared event needs its event or its JSON"
+    kept = PreparedEvent(None, 5.0, full=b'{"n":1}')  # as history keeps it: decoded on demand
+    assert (kept.event, kept.received, kept.json(None)) == ({"n": 1}, 5.0, b'{"n":1}')
 
 
 def test_json_uses_the_bytes_it_was_given():
