@@ -242,9 +242,11 @@ def test_panels_map_and_quiet_sensors(feed, new_page):
     page = open_dashboard(new_page(), f)
 
     def top(key: str) -> list[str]:
-        """A top list as "label=count" items."""
+        """A top list as "label=count" items (a list's placeholder item, before its first
+        entry, has neither)."""
         return page.locator(f"#top-{key} li").evaluate_all(
-            "items => items.map(li => li.querySelector('.facet').textContent + '='"
+            "items => items.filter(li => li.querySelector('.facet') && li.querySelector('.n'))"
+            ".map(li => li.querySelector('.facet').textContent + '='"
             " + li.querySelector('.n').textContent)"
         )
 
