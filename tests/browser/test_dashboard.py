@@ -14,6 +14,10 @@ from tests.conftest import event, make_token
 
 pytestmark = pytest.mark.browser
 
+# How long a row may take to show once published, outside the one test that times it (a
+# loaded CI machine runs four browsers at once: a second is not always enough there).
+WAIT_MS = 5000
+
 
 def row(page, event_id: str, channel: str = "events"):
     """The one row of an event, required to list ``channel`` among its channels."""
@@ -106,7 +110,7 @@ def test_opens_with_history_then_resumes_live_without_loss_or_doubles(feed, new_
     assert subscribe["since"]["threats"]["offset"] == 2
 
     f.publish(event(4, severity="critical"))
-    row(page, "e-4", "threats").wait_for(timeout=1000)
+    row(page, "e-4", "threats").wait_for(timeout=WAIT_MS)
     assert row_ids(page) == ["e-4", "e-3", "e-2", "e-1"]
 
     # A reload keeps what is on screen: the rows from history, the search typed before.
@@ -125,7 +129,7 @@ def test_pause_search_and_click_to_filter(feed, new_page):
         event(2, "honeypot.ftp.login_attempt", src_ip="198.51.100.2", username="hunter"),
         event(3, src_ip="198.51.100.1", username="admin", dst_port=22),
     )
-    row(page, "e-3").wait_for(timeout=1000)
+    row(page, "e-3").wait_for(timeout=WAIT_MS)
 
     # Text search over every field.
     page.fill("#search", "HUNTER")
@@ -165,7 +169,7 @@ def test_filter_change_stops_events_that_do_not_match(feed, new_page):
     # so when the matching one has arrived the other one would have been there already.
     apply(page, lambda: page.select_option("#min-severity", "critical"))
     f.publish(event(1, severity="high"), event(2, severity="critical"))
-    row(page, "e-2").wait_for(timeout=1000)
+    row(page, "e-2").wait_for(timeout=WAIT_MS)
     assert page.locator('#rows tr[data-event-id="e-1"]').count() == 0
 
     apply(
@@ -173,22 +177,22 @@ def test_filter_change_stops_events_that_do_not_match(feed, new_page):
         lambda: (page.fill("#event-types", "honeypot.ftp.*"), page.press("#event-types", "Enter")),
     )
     f.publish(event(3, severity="critical"), event(4, "honeypot.ftp.login", severity="critical"))
-    row(page, "e-4").wait_for(timeout=1000)
+    row(page, "e-4").wait_for(timeout=WAIT_MS)
     assert page.locator('#rows tr[data-event-id="e-3"]').count() == 0
 
     page.fill("#event-types", "")
     apply(page, lambda: (page.fill("#src-ip", "198.51.100.0/24"), page.press("#src-ip", "Enter")))
     f.publish(event(5, severity="critical"), event(6, severity="critical", src_ip="198.51.100.9"))
-    row(page, "e-6").wait_for(timeout=1000)
+    row(page, "e-6").wait_for(timeout=WAIT_MS)
     assert page.locator('#rows tr[data-event-id="e-5"]').count() == 0
 
     apply(page, lambda: page.uncheck('#channels input[value="threats"]'))
     f.publish(event(7, severity="critical", src_ip="198.51.100.10"))
-    row(page, "e-7").wait_for(timeout=1000)
+    row(page, "e-7").wait_for(timeout=WAIT_MS)
     # e-7's threats frame would follow its events frame: a later event on the same connection
     # arrives after it, so once e-8 is shown the threats copy would have been too.
     f.publish(event(8, severity="critical", src_ip="198.51.100.11"))
-    row(page, "e-8").wait_for(timeout=1000)
+    row(page, "e-8").wait_for(timeout=WAIT_MS)
     assert row(page, "e-7", "threats").count() == 0
 
     # A filter the server refuses is reported, and the connection stays up.
@@ -202,7 +206,7 @@ def test_reconnects_after_a_server_restart(feed, new_page):
     f = feed()
     page = open_dashboard(new_page(), f)
     f.publish(event(1))
-    row(page, "e-1").wait_for(timeout=1000)
+    row(page, "e-1").wait_for(timeout=WAIT_MS)
 
     f.stop()
     page.locator('#state[data-state="reconnecting"]').wait_for()
@@ -218,7 +222,7 @@ def test_reconnects_after_a_server_restart(feed, new_page):
 
     wait_until(lambda: f.subscribers().get("events"), what="the page's new subscription")
     f.publish(event(2))
-    row(page, "e-2").wait_for(timeout=1000)
+    row(page, "e-2").wait_for(timeout=WAIT_MS)
     assert row(page, "e-1").count() == 1  # earlier rows stay
 
 
@@ -304,8 +308,8 @@ def test_shared_acks_and_the_ack_control(feed, new_page):
 
     f.publish(event(1, "alert.raised", severity="high", alert_id="A-7"), event(2))
     for page in (alice, bob):
-        row(page, "e-1", "alerts").wait_for(timeout=1000)
-        row(page, "e-2").wait_for(timeout=1000)
+        row(page, "e-1", "alerts").wait_for(timeout=WAIT_MS)
+        row(page, "e-2").wait_for(timeout=WAIT_MS)
     # The Ack control: only on alerts, only for a token with alerts:ack.
     assert alice.locator("#rows button.ack-button").count() == 1
     assert row(alice, "e-1", "alerts").locator("button.ack-button").count() == 1
@@ -347,7 +351,7 @@ def test_token_is_asked_for_kept_in_the_session_and_refreshed_in_place(feed, new
     assert "alice" in page.inner_text("#identity")
     wait_until(lambda: f.subscribers().get("events"), what="the page's subscription")
     f.publish(event(1, password="hunter2"))
-    row(page, "e-1").wait_for(timeout=1000)
+    row(page, "e-1").wait_for(timeout=WAIT_MS)
     assert "password=hunter2" in page.inner_text("#rows")
 
     # Refresh in place: the new token goes over the open connection; nothing is torn down.
@@ -402,7 +406,7 @@ def test_token_expiring_mid_session_keeps_the_view(feed, new_page):
     assert "expires at" in page.inner_text("#login-error")
     wait_until(lambda: f.subscribers().get("events"), what="the page's subscription")
     f.publish(event(1))
-    row(page, "e-1").wait_for(timeout=1000)
+    row(page, "e-1").wait_for(timeout=WAIT_MS)
 
     # The server closes the expired session: the rows stay, the form says why.
     page.locator('#state[data-state="auth-failed"]').wait_for(timeout=8000)
@@ -443,12 +447,12 @@ def test_critical_events_get_attention(feed, new_page):
     page.check("#notify")
 
     f.publish(event(1, severity="high"))
-    row(page, "e-1").wait_for(timeout=1000)
+    row(page, "e-1").wait_for(timeout=WAIT_MS)
     assert page.title() == "NetSentinel live feed"
     assert page.evaluate("[__notes.length, __beeps]") == [0, 0]
 
     f.publish(event(2, "honeypot.ssh.login_attempt", severity="critical", username="root"))
-    row(page, "e-2").wait_for(timeout=1000)
+    row(page, "e-2").wait_for(timeout=WAIT_MS)
     assert page.title() == "(1) NetSentinel live feed"
     assert page.inner_text("#critical-badge") == "1 critical"
     notes = page.evaluate("__notes")
@@ -466,7 +470,7 @@ def test_phone_sized_screen(feed, new_page):
     page = open_dashboard(new_page(390, 844), f)
     long = "A" * 300
     f.publish(event(1, severity="critical", username=long, path="/" + "x/" * 100))
-    row(page, "e-1").wait_for(timeout=1000)
+    row(page, "e-1").wait_for(timeout=WAIT_MS)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     # The first screen shows the state, the search and the events (filters are folded).
     assert page.locator("#state").is_visible()
@@ -501,7 +505,7 @@ def test_attacker_fields_are_inert_in_every_panel(feed, new_page):
     alert = event(3, "alert.raised", severity="high", alert_id=payload)
     page = open_dashboard(new_page(), f)
     f.publish(hostile, status, alert)
-    row(page, "e-3", "alerts").wait_for(timeout=1000)
+    row(page, "e-3", "alerts").wait_for(timeout=WAIT_MS)
     page.locator("#top-username li .facet").first.wait_for()
     page.locator("#rows tr").last.locator("td.time").click()  # the detail view as well
     assert payload in page.inner_text("#detail-fields")
@@ -569,10 +573,10 @@ def test_stays_responsive_with_2000_events_in_history_and_50_per_second(feed, ne
     )
     # Generous bounds: CI runs four of these at once on two cores, and a long task's duration
     # is wall time, so a starved renderer looks busy (30.9% and a 150 ms frame were seen on a
-    # machine 2.5x slower than usual). These catch a page that cannot keep up at all; the
+    # machine 2.5x slower than usual, 54% in another). These catch a page that cannot keep up; the
     # figures of record are measured alone (docs/performance.md, "The dashboard under load").
-    assert busy < 0.5
-    assert max(gaps, default=0) < 1000
+    assert busy < 0.8  # 54% was seen under CI load; a page redrawing everything pegs near 100%
+    assert max(gaps, default=0) < 2000
     assert len(row_ids(page)) == 300
 
 
