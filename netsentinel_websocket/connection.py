@@ -1,6 +1,14 @@
-"""The WebSocket endpoint: a thin Tornado adapter around :class:`~.session.Session`.
+"""The WebSocket endpoint: the handshake, the frames, and a thin adapter around
+:class:`~.session.Session`.
 
-The session decides (authentication, dispatch, scopes, timers, replies, closes); this module
+:class:`WebSocketUpgrade` answers the upgrade request (a Tornado handler, for as long as the
+HTTP exchange lasts) and hands the stream to a :class:`WebSocketEndpoint`, which lives as long
+as the connection. The endpoint is driven by callbacks, not a coroutine: between two reads a
+connection holds its objects and one pending read, and no task, coroutine frame or HTTP object
+(about 5 KiB a connection with Tornado's ``WebSocketHandler``). Its frames are read by a
+:class:`~.wsreader.FrameReader` (the protocol rules, without I/O).
+
+The session decides (authentication, dispatch, scopes, timers, replies, closes); the endpoint
 carries out its actions: it verifies tokens, calls the hub and the host's hook, runs the one
 timer, and writes through the connection's :class:`~.outbox.Outbox`, which owns the outbound
 bound (``websocket.queue.max_bytes``) and the slow-consumer rule (4009).
@@ -14,14 +22,15 @@ import secrets
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import cast
 
-from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
+import tornado.web
+from tornado.iostream import IOStream, StreamClosedError
 
-from . import audit, disconnect, protocol
+from . import audit, disconnect, protocol, wsprotocol
 from .auth import AuthError
 from .disconnect import Disconnect
-from .frames import text_frame
+from .frames import close_frame, control_frame, text_frame
 from .node import Node
 from .outbox import Outbox
 from .session import (
@@ -38,25 +47,68 @@ from .session import (
     Verify,
 )
 from .transport import StreamTransport
-from .wsprotocol import StrictProtocol
+from .wsreader import Closing, FrameReader, Ping, Pong, Refuse
 
 log = logging.getLogger("netsentinel_websocket.connection")
 
-#: The headers Tornado keeps of the handshake's answer (see :meth:`_shed_request`).
-_RESPONSE_HEADERS = (
-    "Server",
-    "Date",
-    "Upgrade",
-    "Connection",
-    "Sec-WebSocket-Accept",
-    "Sec-WebSocket-Protocol",
-    "Sec-WebSocket-Extensions",
-)
+#: Bytes asked of the socket per read (the reader holds at most one message besides).
+READ_CHUNK = 64 * 1024
+#: Seconds a client has to answer our close frame before the connection is dropped.
+CLOSE_TIMEOUT = 5.0
+_PING, _PONG = 0x9, 0xA
+
+
+class WebSocketUpgrade(tornado.web.RequestHandler):
+    """``/ws`` until the 101 (RFC 6455 section 4.2): refuses what is not an upgrade this
+    server takes, answers the rest, and hands the stream to a :class:`WebSocketEndpoint`.
+    This handler and Tornado's HTTP objects are released once the 101 is written."""
+
+    def initialize(self, node: Node) -> None:
+        self.node = node
+
+    def get(self) -> None:
+        headers = self.request.headers
+        refused = wsprotocol.refusal(headers)
+        origin = headers.get("Origin")
+        if refused is None and origin is not None and not self._origin_allowed(origin):
+            refused = (403, "Cross origin websockets not allowed")
+        if refused is not None:
+            status, message = refused
+            self.set_status(status)
+            if status == 426:
+                self.set_header("Sec-WebSocket-Version", "13")
+            self.finish(message)
+            return
+        offered = [p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        deflate = None
+        if self.node.settings.endpoint.compression:
+            deflate = wsprotocol.negotiate_deflate(headers.get("Sec-WebSocket-Extensions", ""))
+        self.clear_header("Content-Type")
+        self.set_status(101)
+        self.set_header("Upgrade", "websocket")
+        self.set_header("Connection", "Upgrade")
+        accept = wsprotocol.accept_value(headers["Sec-WebSocket-Key"])
+        self.set_header("Sec-WebSocket-Accept", accept)
+        if protocol.SUBPROTOCOL in offered:
+            self.set_header("Sec-WebSocket-Protocol", protocol.SUBPROTOCOL)
+        if deflate is not None:
+            self.set_header("Sec-WebSocket-Extensions", deflate.answer)
+        credentials = (
+            headers.get("Authorization"),
+            protocol.token_from_subprotocols(offered),
+            self.get_query_argument("token", None),
+        )
+        self.finish()
+        endpoint = WebSocketEndpoint(self.node, self.detach(), self.request.remote_ip, deflate)
+        endpoint.open(*credentials)
+
+    def _origin_allowed(self, origin: str) -> bool:
+        return self.node.origin_allowed(origin, self.request.host)
 
 
 class _Heartbeat:
-    """One timer for all of a node's WebSocket connections, in place of Tornado's ping task per
-    connection (a task, its coroutine and its sleeps: about 1 KiB a connection). Every
+    """One timer for all of a node's WebSocket connections, not a ping task per connection (a
+    task, its coroutine and its sleeps: about 1 KiB a connection). Every
     ``interval`` it pings each connection; ``timeout`` later (at most ``interval``; 0: never)
     those that have not answered are closed with 1000 "ping timed out", as Tornado's own
     heartbeat does."""
@@ -88,94 +140,78 @@ class _Heartbeat:
     def _check(self, pinged: list[WebSocketEndpoint]) -> None:
         for conn in pinged:
             if conn in self._members and not conn.answered:
-                conn.close(None, "ping timed out")
+                conn.close_with(disconnect.PING_TIMEOUT)
 
 
 #: The heartbeat of each node (a node has one set of heartbeat settings).
 _HEARTBEATS: weakref.WeakKeyDictionary[Node, _Heartbeat] = weakref.WeakKeyDictionary()
 
 
-class WebSocketEndpoint(WebSocketHandler):
-    """``/ws``: one client connection."""
+class WebSocketEndpoint:
+    """``/ws``: one client connection, from its 101 to its end."""
 
-    # Our state in slots: Tornado's handler already sets 27 instance attributes, and past 30
-    # an instance's attributes leave the class's shared key table for a dict of their own
-    # (1.5 KiB per connection).
     __slots__ = (
         "node",
         "connection_id",
         "session",
+        "deflate",
+        "opened_at",
+        "answered",
+        "close_code",
+        "_stream",
+        "_reader",
         "_outbox",
         "_ip",
         "_admitted",
         "_subject_counted",
         "_closing",
         "_close_sent",
+        "_client_closed",
+        "_ended",
         "_timer",
-        "_subprotocol_token",
+        "_linger",
+        "_busy",
+        "_pong_busy",
+        "_pong_next",
         "_opened",
-        "opened_at",
-        "answered",
+        "__weakref__",
     )
 
-    def initialize(self, node: Node) -> None:
+    def __init__(
+        self, node: Node, stream: IOStream, ip: str | None, deflate: wsprotocol.Deflate | None
+    ) -> None:
         self.node = node
         self.connection_id = secrets.token_hex(8)
         self.session = Session(
-            node.settings.session,
-            node.channels,
-            self.connection_id,
-            node.node_id,
-            time.monotonic(),
+            node.settings.session, node.channels, self.connection_id, node.node_id, time.monotonic()
         )
-        self._outbox: Outbox  # made in open(), once Tornado has a stream
-        self._ip = self.request.remote_ip or "?"
+        endpoint = node.settings.endpoint
+        #: The window bits of the compressed frames this client takes; None: plain frames.
+        self.deflate = deflate.bits if deflate is not None else None
+        self.opened_at = time.time()  # for the admin's connection list
+        self.answered = True  # the last heartbeat ping got its pong (see _Heartbeat)
+        self.close_code: int | None = None  # the code of the client's close frame
+        self._stream = stream
+        self._reader = FrameReader(
+            endpoint.max_message_bytes,
+            deflate.client_bits if deflate is not None else None,
+            deflate is not None and deflate.client_takeover,
+        )
+        transport = StreamTransport(stream, self._broken, endpoint.send_buffer)
+        self._outbox = Outbox(transport, endpoint.queue_max_bytes, node.pressure)
+        self._ip = ip or "?"
         self._admitted = False
         self._subject_counted = False
         self._closing = False
-        self._close_sent: int | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._subprotocol_token: str | None = None
+        self._close_sent: int | None = None  # the code of our close frame, once written
+        self._client_closed = False  # the client's close frame has come
+        self._ended = False  # the stream is closed and the connection forgotten
+        self._timer: asyncio.TimerHandle | None = None  # the session's timer
+        self._linger: asyncio.TimerHandle | None = None  # waiting for the client's close
+        self._busy: asyncio.Task[None] | None = None  # a message being handled
+        self._pong_busy = False  # a pong is being written
+        self._pong_next: bytes | None = None  # the latest ping to answer after it
         self._opened = time.monotonic()
-        self.opened_at = time.time()  # for the admin's connection list
-        self.answered = True  # the last heartbeat ping got its pong (see _Heartbeat)
-
-    # --- Tornado settings, taken from the node's configuration ---
-
-    @property
-    def ping_interval(self) -> float | None:
-        """None: Tornado's ping task per connection is replaced by the node's one
-        :class:`_Heartbeat`."""
-        return None
-
-    @property
-    def max_message_size(self) -> int:
-        return self.node.settings.endpoint.max_message_bytes
-
-    def get_compression_options(self) -> dict[str, Any] | None:
-        """permessage-deflate for clients that offer it (every browser does), unless
-        ``websocket.compression`` is off; see :class:`~.wsprotocol.StrictProtocol` for what is
-        negotiated and :mod:`.frames` for how frames are compressed once per group."""
-        return {} if self.node.settings.endpoint.compression else None
-
-    @property
-    def deflate(self) -> int | None:
-        """The window bits of the compressed frames this client takes; None: plain frames."""
-        ws = self.ws_connection
-        return ws.deflate if isinstance(ws, StrictProtocol) else None
-
-    def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        protocol = super().get_websocket_protocol()
-        if isinstance(protocol, WebSocketProtocol13):
-            return StrictProtocol(self, False, protocol.params)
-        return protocol
-
-    def check_origin(self, origin: str) -> bool:
-        return self.node.origin_allowed(origin, self.request.host)
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        self._subprotocol_token = protocol.token_from_subprotocols(subprotocols)
-        return protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in subprotocols else None
 
     # --- the Subscriber side used by the hub ---
 
@@ -186,10 +222,9 @@ class WebSocketEndpoint(WebSocketHandler):
 
     @property
     def closed(self) -> bool:
-        """True once no more frames may go out: we are closing, or Tornado is (the client's
-        close frame, a ping timeout, a dropped stream)."""
-        ws = self.ws_connection
-        return self._closing or ws is None or ws.is_closing()
+        """True once no more frames may go out: we are closing, the client is (its close
+        frame came), or the stream is gone."""
+        return self._closing or self._client_closed or self._stream.closed()
 
     @property
     def address(self) -> str:
@@ -224,41 +259,81 @@ class WebSocketEndpoint(WebSocketHandler):
         self.node.metrics.write_errors.inc()
         self.abort()
 
-    # --- Tornado's callbacks, handed to the session ---
+    # --- reading: the stream's bytes to the reader, its events to the session ---
 
-    async def open(self) -> None:
-        self.set_nodelay(True)
-        ws = self.ws_connection
-        assert ws is not None and ws.stream is not None
-        endpoint = self.node.settings.endpoint
-        transport = StreamTransport(ws.stream, self._broken, endpoint.send_buffer)
-        self._outbox = Outbox(transport, endpoint.queue_max_bytes, self.node.pressure)
+    def open(
+        self, authorization: str | None, subprotocol_token: str | None, query_token: str | None
+    ) -> None:
+        """The 101 is written: admit the connection, hand the token it brought to the session
+        and start reading."""
+        self._stream.set_close_callback(self._on_stream_closed)
+        self._stream.set_nodelay(True)
         refusal = self.node.admit(self, self._ip)
         if refusal is not None:
             self.close_with(refusal)
+            self._handle()
             return
         self._admitted = True
         self._heartbeat(join=True)
-        header = self.request.headers.get("Authorization")
-        query = self.get_query_argument("token", None)
-        subprotocol, self._subprotocol_token = self._subprotocol_token, None
-        self._shed_request()
-        await self._run(self.session.handshake(header, subprotocol, query))
+        self._handle(self.session.handshake(authorization, subprotocol_token, query_token))
 
-    def _shed_request(self) -> None:
-        """Empty the upgrade request's headers and arguments, all read by now: Tornado's
-        handshake coroutine holds them for the connection's whole life (about 1.5 KiB a
-        connection), and they may carry the token. Tornado reads neither once the stream is
-        detached; the address is kept in ``_ip``."""
-        request = self.request
-        request.headers.clear()
-        request.arguments.clear()
-        request.query_arguments.clear()
-        for name in _RESPONSE_HEADERS:  # the 101 answer's, long written
-            self.clear_header(name)
+    def _handle(self, actions: list[Action] | None = None) -> None:
+        """Carry out ``actions``, then the reader's events until one must be waited for (a
+        token to verify, a subscription to set up: the next is read after it) or the reader
+        needs bytes (then one read is asked of the stream)."""
+        while not self._ended:
+            if actions:
+                if any(isinstance(a, (Verify, Join)) for a in actions):
+                    self._busy = asyncio.ensure_future(self._run(actions))
+                    self._busy.add_done_callback(self._handled)
+                    return
+                self._apply_all(actions)
+            event = self._reader.next()
+            if event is None:
+                self._read()
+                return
+            actions = self._event(event)
 
-    async def on_message(self, message: str | bytes) -> None:
-        await self._run(self.session.receive(message, time.monotonic(), time.time()))
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._busy = None
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("connection %s failed", self.connection_id, exc_info=exc)
+            self.abort()
+            return
+        self._handle()
+
+    def _read(self) -> None:
+        try:
+            future = cast("asyncio.Future[bytes]", self._stream.read_bytes(READ_CHUNK, True))
+        except StreamClosedError:
+            return  # the close callback ends the connection
+        future.add_done_callback(self._on_read)
+
+    def _on_read(self, future: asyncio.Future[bytes]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # the stream closed: its close callback ends the connection
+        self._reader.feed(future.result())
+        self._handle()
+
+    def _event(self, event: str | bytes | Ping | Pong | Closing | Refuse) -> list[Action] | None:
+        """One event of the reader: a message's actions, or None once it is dealt with."""
+        if isinstance(event, (str, bytes)):
+            return self.session.receive(event, time.monotonic(), time.time())
+        if isinstance(event, Ping):
+            self._pong(event.data)
+        elif isinstance(event, Pong):
+            self.answered = True
+        elif isinstance(event, Closing):
+            self._client_closed = True
+            self.close_code = event.code
+            self._send_close(event.code, "")  # echoed (RFC 6455 5.5.1), then we are done
+            self._stream.close()
+        else:
+            if event.why is not None:
+                self._send_close(event.why.code, event.why.reason)
+            self._stream.close()  # at once: a peer that broke the protocol is not waited for
+        return None
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -268,6 +343,8 @@ class WebSocketEndpoint(WebSocketHandler):
 
     async def _run(self, actions: list[Action]) -> None:
         for action in actions:
+            if self._ended:
+                return  # the connection ended while an earlier action waited
             if isinstance(action, Verify):
                 await self._verify(action)
             elif isinstance(action, Join):
@@ -394,15 +471,33 @@ class WebSocketEndpoint(WebSocketHandler):
 
     def send_ping(self) -> bool:
         """A heartbeat ping; False when the connection can take none (closing)."""
-        ws = self.ws_connection
-        if ws is None or ws.is_closing():
+        if self._close_sent is not None or self._client_closed or self._stream.closed():
             return False
         self.answered = False
-        ws.write_ping(b"")
+        self._write(control_frame(_PING))
         return True
 
-    def on_pong(self, data: bytes) -> None:
-        self.answered = True
+    def _pong(self, data: bytes) -> None:
+        """Answer a client's ping. At most one pong is in flight and only the latest ping
+        waits behind it (RFC 6455 5.5.3), so a peer that pings without reading cannot grow
+        our buffer; no pong follows our close frame."""
+        if self._pong_busy:
+            self._pong_next = data
+            return
+        if self._close_sent is not None:
+            return
+        try:
+            future = self._stream.write(control_frame(_PONG, data))
+        except StreamClosedError:
+            return
+        self._pong_busy = True
+        future.add_done_callback(self._pong_sent)
+
+    def _pong_sent(self, future: asyncio.Future[None]) -> None:
+        self._pong_busy = False
+        data, self._pong_next = self._pong_next, None
+        if data is not None and not future.cancelled() and future.exception() is None:
+            self._pong(data)
 
     # --- closing ---
 
@@ -417,6 +512,8 @@ class WebSocketEndpoint(WebSocketHandler):
         self._outbox.when_idle(lambda: self.close_with(reason))
 
     def _close(self, reason: Disconnect) -> None:
+        """The session's close: our close frame after the write in flight, then the client
+        has ``CLOSE_TIMEOUT`` seconds to answer with its own before the connection is dropped."""
         if self._close_sent is not None:
             return
         if reason.code == disconnect.UNAUTHENTICATED.code:
@@ -424,27 +521,46 @@ class WebSocketEndpoint(WebSocketHandler):
             log.info(
                 "auth refused id=%s addr=%s reason=%s", self.connection_id, self._ip, reason.reason
             )
-        self._closing = True
-        self._close_sent = reason.code
         self._outbox.clear()
-        self.close(reason.code, reason.reason)
+        self._send_close(reason.code, reason.reason)
+        if self._client_closed:
+            self._stream.close()
+        elif self._linger is None and not self._stream.closed():
+            self._linger = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+
+    def _send_close(self, code: int | None, reason: str) -> None:
+        """Write our close frame, once; nothing goes out after it."""
+        if self._close_sent is not None:
+            return
+        self._closing = True
+        self._close_sent = code or 0  # 0: a close frame without a code (the echo of one)
+        self._write(close_frame(code, reason))
+
+    def _write(self, frame: bytes) -> None:
+        """A control frame, after what the stream has buffered (a failed write is seen by
+        the stream, which then closes)."""
+        try:
+            self._stream.write(frame)
+        except StreamClosedError:
+            pass
 
     def abort(self) -> None:
-        """Drop the connection at once (dead peer, or shutdown grace over): closing the stream
-        runs Tornado's own teardown, which ends in :meth:`on_close`."""
+        """Drop the connection at once (dead peer, protocol breach, close not answered,
+        shutdown grace over); the stream's close callback ends it."""
         self._closing = True
-        ws = self.ws_connection
-        if ws is not None and ws.stream is not None:
-            ws.stream.close()
-        else:
-            self.on_connection_close()
+        self._stream.close()
 
-    def on_close(self) -> None:
+    def _on_stream_closed(self) -> None:
+        """The stream is closed, by either side: forget the connection, once."""
+        if self._ended:
+            return
+        self._ended = True
         self._closing = True
         self._arm(None)
-        outbox: Outbox | None = getattr(self, "_outbox", None)  # made in open()
-        if outbox is not None:
-            outbox.clear()  # a dropped peer is no longer behind
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        self._outbox.clear()  # a dropped peer is no longer behind
         self._heartbeat(join=False)
         if not self._admitted:
             return

@@ -23,6 +23,7 @@ class Disconnect:
 
 
 NORMAL = Disconnect(1000, "")
+PING_TIMEOUT = Disconnect(1000, "ping timed out")  # no pong in websocket.heartbeat.timeout
 SHUTDOWN = Disconnect(1001, "server shutting down")
 PROTOCOL_ERROR = Disconnect(1002, "invalid close frame")
 UNMASKED = Disconnect(1002, "unmasked frame")
@@ -30,6 +31,7 @@ RESERVED_BITS = Disconnect(1002, "reserved bits set")  # RFC 6455 5.2, RFC 7692 
 BAD_DEFLATE = Disconnect(1002, "invalid compressed data")  # does not inflate
 BINARY = Disconnect(1003, "binary frames are not accepted")
 TOO_BIG = Disconnect(1009, "message too big")
+TOO_BIG_INFLATED = Disconnect(1009, "message too big after decompression")
 UNAUTHENTICATED = Disconnect(4001, "authentication required")  # .because(why) for the rest
 REVOKED = Disconnect(4003, "revoked")  # the token was revoked (contract section 13)
 DISCONNECTED = Disconnect(4003, "disconnected by an operator")  # POST /ws/admin/disconnect

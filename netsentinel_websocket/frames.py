@@ -53,6 +53,19 @@ def text_frame(payload: bytes, window_bits: int | None = None) -> bytes:
     return header + payload
 
 
+def control_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """A close (0x8), ping (0x9) or pong (0xA) frame; control payloads are at most 125 bytes
+    (RFC 6455 5.5), so a longer close reason is cut."""
+    payload = payload[:125]
+    return bytes((0x80 | opcode, len(payload))) + payload
+
+
+def close_frame(code: int | None, reason: str = "") -> bytes:
+    """A close frame with ``code`` and ``reason`` (no payload when ``code`` is None)."""
+    payload = b"" if code is None else struct.pack("!H", code) + reason.encode()
+    return control_frame(0x8, payload)
+
+
 def coalesce(
     messages: Iterable[bytes], limit: int = MAX_FRAME_PAYLOAD, window_bits: int | None = None
 ) -> list[tuple[bytes, int]]:

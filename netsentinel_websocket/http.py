@@ -155,13 +155,13 @@ class StaticFiles(tornado.web.StaticFileHandler):
 
 def routes(node: Node) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
     """The URL rules the plugin contributes to the host's Application."""
-    from .connection import WebSocketEndpoint
+    from .connection import WebSocketUpgrade
 
     base = node.settings.http.path
     prefix = "" if base == "/" else base
     args = {"node": node}
     return [
-        (base, WebSocketEndpoint, args),
+        (base, WebSocketUpgrade, args),
         (f"{prefix}/stats", StatsHandler, args),
         (f"{prefix}/dashboard", DashboardHandler, args),
         (f"{prefix}/static/(.*)", StaticFiles, {"path": str(STATIC_DIR)}),

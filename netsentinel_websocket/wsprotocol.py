@@ -1,109 +1,81 @@
-"""RFC 6455 rules for client frames that Tornado's WebSocket protocol leaves out.
+"""The WebSocket handshake's rules (RFC 6455 section 4.2, RFC 7692 section 7), without I/O.
 
-- Every frame a client sends must be masked (section 5.1: "a server MUST close the connection
-  upon receiving a frame that is not masked"); an unmasked one is answered with close 1002.
-- A client's close frame must carry a code a peer may send (section 7.4) and, if it has a
-  payload, at least two bytes; otherwise the answer is 1002 instead of an echo of its code.
-- A reserved bit no extension gave a meaning (section 5.2), and under permessage-deflate RSV1
-  anywhere but on the first frame of a data message (RFC 7692 section 6.1), or compressed data
-  that does not inflate: close 1002 (Tornado drops the TCP connection, or answers a compressed
-  ping, or logs an uncaught ``zlib.error``).
-
-Tornado reads frames inside private methods (``_receive_frame``, ``_read_bytes``,
-``_handle_message``), so these checks hook them here, and only here; the behaviour is pinned by
-``tests/security/test_hostile_feed.py`` and ``test_hostile_deflate.py``, so a Tornado release
-that changes them fails loudly.
+:func:`refusal` says whether an upgrade request can be answered with a 101 at all;
+:func:`accept_value` is the answer's ``Sec-WebSocket-Accept``; :func:`negotiate_deflate` reads
+the client's ``Sec-WebSocket-Extensions`` offers, which an attacker wrote: every answer it can
+give is pinned by ``tests/security/test_hostile_deflate.py``.
 """
 
 from __future__ import annotations
 
-import zlib
-from typing import Any, NoReturn
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from tornado.httputil import HTTPHeaders
-from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketProtocol13
-
-from .disconnect import BAD_DEFLATE, PROTOCOL_ERROR, RESERVED_BITS, UNMASKED, Disconnect
-
-_RSV1, _RSV = 0x40, 0x70  # in a frame's first byte
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 
 
-def valid_close_code(code: int) -> bool:
-    """Codes a client may put in a close frame (RFC 6455 7.4, IANA registry)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+def refusal(headers: Mapping[str, str]) -> tuple[int, str] | None:
+    """The HTTP status and message refusing an upgrade request, None when it is one."""
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return 400, 'Can "Upgrade" only to "WebSocket".'
+    if "upgrade" not in (part.strip().lower() for part in headers.get("Connection", "").split(",")):
+        return 400, '"Connection" must be "Upgrade".'
+    if headers.get("Sec-WebSocket-Version") != "13":
+        return 426, "Upgrade Required"
+    if not headers.get("Host") or not headers.get("Sec-WebSocket-Key"):
+        return 400, "Missing/Invalid WebSocket headers"
+    return None
 
 
-class StrictProtocol(WebSocketProtocol13):
-    """Tornado's protocol, refusing unmasked frames, bad close frames, reserved bits and bad
-    compressed data with 1002."""
+def accept_value(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for the client's ``Sec-WebSocket-Key``."""
+    return base64.b64encode(hashlib.sha1(key.encode("latin-1") + _GUID).digest()).decode()
 
-    # In slots: Tornado's protocol sets 29 instance attributes, and a 30th would move them
-    # all out of the class's shared key table into a dict of their own (1.5 KiB a connection).
-    __slots__ = ("_at_header", "deflate")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._at_header = False
-        #: The window bits of the compressed frames this client takes (permessage-deflate
-        #: negotiated), None when it takes plain frames only.
-        self.deflate: int | None = None
+@dataclass(frozen=True, slots=True)
+class Deflate:
+    """permessage-deflate as agreed with one client."""
 
-    def _parse_extensions_header(self, headers: HTTPHeaders) -> list[tuple[str, dict[str, str]]]:
-        """The client's offers, narrowed to the first permessage-deflate offer we accept, with
-        ``server_no_context_takeover`` added; Tornado then answers with it (and only it).
+    #: The window bits of the compressed frames the client takes (:mod:`.frames`).
+    bits: int
+    #: The answer's ``Sec-WebSocket-Extensions`` value.
+    answer: str
+    #: The window bits the client compresses with, and whether it may refer to earlier
+    #: messages (it did not offer ``client_no_context_takeover``).
+    client_bits: int
+    client_takeover: bool
 
-        Without context takeover every compressed message stands alone, which is what lets one
-        compressed frame serve a whole group (:mod:`.frames`); it also keeps Tornado from
-        holding a compressor (over 256 KiB) per connection. Offers we cannot honour are
-        declined, not failed: unknown or repeated parameters (Tornado would refuse the
-        handshake on the former), a value where none belongs, a window size that is not one of
-        ``8``..``15`` as written, and a ``server_max_window_bits`` under 9 (zlib's smallest raw
-        window). ``tests/security/test_hostile_deflate.py`` pins the answer to each."""
-        if self.params.compression_options is None:
-            return []
-        for name, params in _extension_offers(headers.get("Sec-WebSocket-Extensions", "")):
-            offer = dict(params)
-            # A parameter named twice: declined (RFC 7692 section 7).
-            bits = _acceptable_deflate(name, offer) if len(offer) == len(params) else None
-            if bits is not None:
-                self.deflate = bits
-                agreed = {**offer, "server_no_context_takeover": None}
-                return [(name, agreed)]  # type: ignore[list-item]  # None: a bare parameter
-        return []
 
-    async def _receive_frame(self) -> None:
-        self._at_header = True
-        await super()._receive_frame()
+def negotiate_deflate(header: str) -> Deflate | None:
+    """The first permessage-deflate offer in ``header`` we accept, with
+    ``server_no_context_takeover`` added to the answer (RFC 7692 7.1.1.1 lets the server add
+    it); None: no offer we accept, plain frames.
 
-    async def _read_bytes(self, n: int) -> bytes:
-        data = await super()._read_bytes(n)
-        if self._at_header:
-            self._at_header = False
-            if not data[1] & 0x80:
-                self._refuse(UNMASKED)
-            # RSV1 marks a compressed message: on its first frame only, and only if negotiated.
-            allowed = _RSV1 if self.deflate is not None and data[0] & 0x0F in (1, 2) else 0
-            if data[0] & _RSV & ~allowed:
-                self._refuse(RESERVED_BITS)
-        return data
-
-    def _handle_message(self, opcode: int, data: bytes) -> Any:
-        if opcode == 0x8 and not self.client_terminated and not _valid_close_payload(data):
-            self.client_terminated = True
-            self.close_code = PROTOCOL_ERROR.code
-            self.close(PROTOCOL_ERROR.code, PROTOCOL_ERROR.reason)
-            return None
-        try:
-            return super()._handle_message(opcode, data)
-        except zlib.error:  # only inflating raises here: on_message runs under Tornado's guard
-            self._refuse(BAD_DEFLATE)
-
-    def _refuse(self, why: Disconnect) -> NoReturn:
-        """Close with ``why`` and end Tornado's frame loop, which then drops the stream."""
-        self.close_code = why.code
-        self.close(why.code, why.reason)
-        raise StreamClosedError()
+    Without context takeover every compressed message stands alone, which is what lets one
+    compressed frame serve a whole group (:mod:`.frames`). Offers we cannot honour are
+    declined, not failed: unknown or repeated parameters, a value where none belongs, a window
+    size that is not one of ``8``..``15`` as written, and a ``server_max_window_bits`` under 9
+    (zlib's smallest raw window). A ``client_max_window_bits`` offered without a value is not
+    echoed (the client then compresses with up to 15 bits)."""
+    for name, params in _extension_offers(header):
+        offer = dict(params)
+        # A parameter named twice: declined (RFC 7692 section 7).
+        bits = _acceptable_deflate(name, offer) if len(offer) == len(params) else None
+        if bits is None:
+            continue
+        agreed = {**offer, "server_no_context_takeover": None}
+        client_bits = agreed.get("client_max_window_bits")
+        if "client_max_window_bits" in agreed and client_bits is None:
+            del agreed["client_max_window_bits"]
+        answer = "; ".join(
+            [name, *(k if v is None else f"{k}={v}" for k, v in sorted(agreed.items()))]
+        )
+        return Deflate(
+            bits, answer, int(client_bits or 15), "client_no_context_takeover" not in offer
+        )
+    return None
 
 
 _DEFLATE_PARAMETERS = frozenset(
@@ -168,15 +140,3 @@ def _window_bits_ok(value: str | None, optional: bool = False) -> bool:
     if value is None:
         return optional
     return value in _WINDOW_BITS
-
-
-def _valid_close_payload(data: bytes) -> bool:
-    if not data:
-        return True
-    if len(data) == 1 or not valid_close_code(int.from_bytes(data[:2], "big")):
-        return False
-    try:
-        data[2:].decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True

@@ -80,8 +80,7 @@ async def test_queue_bound_keeps_server_memory_per_client_bounded(
     for n in range(400):
         await server.publish(make_event(n, severity="low", blob="y" * 10_000))
         await asyncio.sleep(0)
-        stream = conn.ws_connection.stream if conn.ws_connection else None
-        held = conn.queued_bytes + (len(stream._write_buffer) if stream else 0)
+        held = conn.queued_bytes + len(conn._stream._write_buffer)
         peak = max(peak, held)
         if server.node.metrics.slow_consumer_closes._value.get():
             break

@@ -1,6 +1,6 @@
 """permessage-deflate (RFC 7692) from a hostile client, against a real ``serve``.
 
-The offer parser (``wsprotocol.StrictProtocol``) reads a header the attacker wrote: every
+The offer parser (``wsprotocol.negotiate_deflate``) reads a header the attacker wrote: every
 offer below gets either a 101 whose ``Sec-WebSocket-Extensions`` answer is exactly what
 RFC 7692 allows for it (or no answer: declined, plain frames), or an HTTP refusal; then
 frames a compressing client must not send (a deflate bomb, reserved bits it did not
