@@ -124,10 +124,12 @@ class FrameReader:
 
     def feed(self, data: bytes) -> None:
         """Bytes from the socket, in order."""
-        if self._pos:
+        if self._pos == len(self._buffer):  # all taken: a fresh buffer, not a large one kept
+            self._buffer = bytearray(data)
+        else:
             del self._buffer[: self._pos]
-            self._pos = 0
-        self._buffer += data
+            self._buffer += data
+        self._pos = 0
 
     def next(self) -> Event | None:
         """The next message or control event, None until more bytes are fed (and forever after
