@@ -177,7 +177,8 @@ class FrameReader:
                 return None
             (length,) = struct.unpack_from("!Q", buf, pos + 2)
             head = 10
-        if length + (len(self._fragments) if self._fragments is not None else 0) > self._max:
+        so_far = len(self._fragments) if self._fragments is not None and not opcode & 0x8 else 0
+        if length + so_far > self._max:  # a control frame is not part of the message
             return Refuse(TOO_BIG)
         end = pos + head + 4 + length
         if len(buf) < end:
@@ -211,19 +212,19 @@ class FrameReader:
         return self._data(opcode, payload)
 
     def _data(self, opcode: int, payload: bytes) -> Event:
+        if opcode not in (_TEXT, _BINARY):
+            return Refuse(None)  # an opcode RFC 6455 reserves
         if self._compressed:
             inflated = self._inflate(payload)
             if isinstance(inflated, Refuse):
                 return inflated
             payload = inflated
-        if opcode == _TEXT:
-            try:
-                return payload.decode("utf-8")
-            except UnicodeDecodeError:
-                return Refuse(None)
         if opcode == _BINARY:
             return payload
-        return Refuse(None)  # an opcode RFC 6455 reserves
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return Refuse(None)
 
     def _inflate(self, payload: bytes) -> bytes | Refuse:
         assert self._inflate_bits is not None  # RSV1 is refused unless negotiated
@@ -236,6 +237,10 @@ class FrameReader:
             return Refuse(BAD_DEFLATE)
         if inflater.unconsumed_tail:
             return Refuse(TOO_BIG_INFLATED)
+        if inflater.eof:  # it ended with a final block (RFC 7692 7.2.3.3): nothing may follow
+            self._inflater = None  # and the next message starts a context of its own
+            if inflater.unused_data not in (b"", _DEFLATE_TAIL):
+                return Refuse(BAD_DEFLATE)
         return data
 
     @staticmethod

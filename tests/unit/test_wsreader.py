@@ -376,11 +376,6 @@ def test_reserved_opcode_after_a_message(opcode):
     assert read(frame(b"ok"), frame(b"x", opcode)) == ["ok", Refuse(None)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the previous message's RSV1 is kept for a reserved opcode, which is then "
-    "inflated (close 1002 or 1009) instead of dropped",
-)
 @pytest.mark.parametrize("opcode", [0x3, 0x7])
 def test_reserved_data_opcode_after_a_compressed_message_is_dropped(opcode):
     events = read(deflated(b"hello"), frame(b"\xff\xff\xff", opcode), inflate_bits=15)
@@ -433,10 +428,6 @@ def test_fragments_summing_over_max():
     assert read(first, second, frame(b"c", CONT), max_message=100) == [Refuse(TOO_BIG)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a control frame between fragments is counted in the message's size",
-)
 def test_ping_between_fragments_is_not_part_of_the_message_size():
     events = read(
         frame(b"a" * 90, fin=False), frame(b"p" * 20, PING), frame(b"b", CONT), max_message=100
@@ -607,6 +598,29 @@ def test_without_takeover_each_message_stands_alone():
     assert events == [text.decode(), Refuse(BAD_DEFLATE)]
     alone = [frame(compress(text)[0], rsv=RSV1) for _ in range(3)]
     assert read(*alone, inflate_bits=15) == [text.decode()] * 3
+
+
+def finished(payload: bytes) -> bytes:
+    """``payload`` ending in a final block (``Z_FINISH``), which RFC 7692 7.2.3.3 allows."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(payload) + compressor.flush(zlib.Z_FINISH)
+
+
+@pytest.mark.parametrize("takeover", [True, False])
+def test_a_message_ending_in_a_final_block_leaves_the_next_its_own_context(takeover):
+    events = read(
+        frame(finished(b"first"), rsv=RSV1),
+        frame(compress(b"second")[0], rsv=RSV1),
+        frame(finished(b"third"), rsv=RSV1),
+        inflate_bits=15,
+        inflate_takeover=takeover,
+    )
+    assert events == ["first", "second", "third"]
+
+
+def test_bytes_after_a_final_block_do_not_inflate():
+    garbage = frame(finished(b"first") + b"tail", rsv=RSV1)
+    assert read(garbage, inflate_bits=15, inflate_takeover=True) == [Refuse(BAD_DEFLATE)]
 
 
 def test_takeover_with_independent_messages():
