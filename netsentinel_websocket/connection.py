@@ -280,7 +280,15 @@ class WebSocketEndpoint:
     def _handle(self, actions: list[Action] | None = None) -> None:
         """Carry out ``actions``, then the reader's events until one must be waited for (a
         token to verify, a subscription to set up: the next is read after it) or the reader
-        needs bytes (then one read is asked of the stream)."""
+        needs bytes (then one read is asked of the stream). A failure drops this connection
+        only."""
+        try:
+            self._handle_events(actions)
+        except Exception:
+            log.exception("connection %s failed", self.connection_id)
+            self.abort()
+
+    def _handle_events(self, actions: list[Action] | None) -> None:
         while not self._ended:
             if actions:
                 if any(isinstance(a, (Verify, Join)) for a in actions):
@@ -296,8 +304,8 @@ class WebSocketEndpoint:
 
     def _handled(self, task: asyncio.Task[None]) -> None:
         self._busy = None
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
             log.error("connection %s failed", self.connection_id, exc_info=exc)
             self.abort()
             return

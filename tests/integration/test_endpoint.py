@@ -1,0 +1,137 @@
+"""The WebSocket endpoint's own edges, on a real server: what the upgrade handler hands over,
+pings answered without growing, and a failure that costs one connection only."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from netsentinel_websocket.session import Session
+
+from ..conftest import make_token, parse_frames
+
+
+def masked(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One masked client frame (payloads under 126 bytes)."""
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + body
+
+
+async def read_until(sock: socket.socket, done, timeout: float = 5) -> bytes:
+    """Bytes from ``sock`` until ``done(bytes)`` holds."""
+    loop = asyncio.get_running_loop()
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not done(data):
+        left = deadline - time.monotonic()
+        assert left > 0, data[:200]
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), left)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_frames_sent_with_the_upgrade_request_are_read(server_factory):
+    """A client may write its first frames in the same packet as the upgrade request: Tornado
+    has read them with the request head, and the endpoint must start from them."""
+    server = await server_factory()
+    sock = socket.socket()
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    head = (
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    auth = json.dumps({"type": "auth", "token": make_token()}).encode()
+    frames = masked(b"", 0x9) + masked(json.dumps({"type": "ping", "id": 7}).encode())
+    await loop.sock_sendall(sock, head + _auth_frames(auth) + frames)
+    data = await read_until(sock, lambda d: b'"pong"' in d)
+    rest = data.split(b"\r\n\r\n", 1)[1]
+    got = parse_frames(rest)
+    opcodes = [opcode for opcode, _ in got]
+    assert 0xA in opcodes  # the control pong
+    texts = [json.loads(line) for op, p in got if op == 1 for line in p.split(b"\n") if line]
+    assert [m["type"] for m in texts] == ["welcome", "pong"]
+    assert texts[1]["id"] == 7
+    sock.close()
+
+
+def _auth_frames(auth: bytes) -> bytes:
+    """The ``auth`` message (over 125 bytes) as fragments of at most 100 bytes."""
+    parts = [auth[i : i + 100] for i in range(0, len(auth), 100)]
+    out = b""
+    for i, part in enumerate(parts):
+        opcode = 0x1 if i == 0 else 0x0
+        fin = 0x80 if i == len(parts) - 1 else 0
+        mask = os.urandom(4)
+        body = bytes(b ^ mask[j % 4] for j, b in enumerate(part))
+        out += bytes((fin | opcode, 0x80 | len(part))) + mask + body
+    return out
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_ping_flood_without_reading_is_answered_with_the_latest_only(
+    server_factory, raw_client
+):
+    """10,000 pings from a client that does not read: at most one pong in flight and the
+    latest waiting (RFC 6455 5.5.3), so the server holds no more than its socket's buffer."""
+    server = await server_factory()
+    client = await raw_client(server.port, rcvbuf=4096)
+    assert (await client.message())["type"] == "welcome"
+    (conn,) = server.node.connections
+    flood = b"".join(masked(b"%05d" % i + b"x" * 100, 0x9) for i in range(10_000))
+    client.sock.setblocking(True)
+    client.sock.settimeout(10)
+    client.sock.sendall(flood)  # 1.1 MB: the server reads it all or this times out
+    client.sock.setblocking(False)
+    await asyncio.sleep(0.5)
+    assert len(conn._stream._write_buffer) < 64 * 1024
+    pongs = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        opcode, payload = await client.frame()
+        assert opcode == 0xA
+        pongs.append(payload)
+        if payload.startswith(b"09999"):
+            break
+    assert pongs[-1].startswith(b"09999")  # the latest is always answered
+    assert len(pongs) < 10_000  # the ones in between were not
+    assert conn in server.node.connections and not conn.closed  # a flood of pings is no breach
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_failure_while_handling_a_message_drops_that_connection_only(
+    server_factory, make_event, monkeypatch, caplog
+):
+    server = await server_factory()
+    healthy = await server.subscriber(["events"])
+    doomed = await server.subscriber(["events"])
+    receive = Session.receive
+
+    def failing(self, message, now, wall):
+        if "boom" in message:
+            raise RuntimeError("a bug in handling")
+        return receive(self, message, now, wall)
+
+    monkeypatch.setattr(Session, "receive", failing)
+    doomed.send({"type": "ping", "id": "boom"})
+    code, _ = await doomed.closed()
+    assert code is None  # dropped: no close frame
+    assert "a bug in handling" in caplog.text
+    while len(server.node.connections) > 1:
+        await asyncio.sleep(0.01)
+    await server.publish(make_event(1, severity="low"))
+    assert (await healthy.events(1))[0]["offset"] == 1
+    assert (await healthy.request({"type": "ping", "id": 2}))["type"] == "pong"
