@@ -740,3 +740,16 @@ def test_unmask_keeps_leading_and_trailing_zeros():
 def test_valid_close_code_ranges():
     valid = {code for code in range(70000) if valid_close_code(code)}
     assert valid == {*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)}
+
+
+def test_a_text_frame_inside_a_fragmented_message_counts_what_came_before():
+    """Refused from its header: the fragments so far plus its length pass the limit."""
+    second = frame(b"ghijkl")
+    assert read(frame(b"abcdef", fin=False), second[:6], max_message=10) == [Refuse(TOO_BIG)]
+
+
+def test_a_message_ending_in_an_empty_stored_block_inflates():
+    """The tail put back completes the block: nothing is left over, nothing is refused."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    payload = compressor.compress(b"hello") + compressor.flush(zlib.Z_SYNC_FLUSH) + b"\x01"
+    assert read(frame(payload, rsv=RSV1), inflate_bits=15) == ["hello"]
