@@ -222,7 +222,7 @@ def _decode(frame: str | bytes) -> list[protocol.ServerMessage]:
 def _close_outcome(code: int | None, reason: str, refreshable: bool) -> _Retry:
     """What a close the client did not ask for means: returns the retry to make or raises the
     error that stops. A 1000 from the server is retried like a drop: the server never ends a
-    feed on its own, and Tornado's heartbeat closes a peer it stopped hearing with 1000 "ping
+    feed on its own, and its heartbeat closes a peer it stopped hearing with 1000 "ping
     timed out" (a path that went silent), which says nothing about the feed."""
     if code == disconnect.UNAUTHENTICATED.code or (
         code == disconnect.TOKEN_EXPIRED.code and not refreshable

@@ -390,7 +390,7 @@ async def test_duplicates_dropped_and_a_server_1000_is_resumed_not_the_end(peer)
         await ws.welcome_and_subscribe()
         ws.send(event_message(1), event_message(2))
         ws.send(event_message(2), event_message(1), event_message(3))  # a replay: not twice
-        ws.close(1000, "ping timed out")  # what Tornado's heartbeat sends a silent peer
+        ws.close(1000, "ping timed out")  # what the server's heartbeat sends a silent peer
 
     async def resumed(ws: ScriptedPeer) -> None:
         request = await ws.welcome_and_subscribe()
