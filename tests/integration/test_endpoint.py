@@ -8,13 +8,18 @@ import base64
 import json
 import os
 import socket
+import ssl
 import time
 
+import orjson
 import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 from netsentinel_websocket.session import Session
 
-from ..conftest import make_token, parse_frames
+from ..conftest import WSClient, base_config, make_token, parse_frames
+from ..keyfiles import write_tls_pair
 
 
 def masked(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -135,3 +140,35 @@ async def test_a_failure_while_handling_a_message_drops_that_connection_only(
     await server.publish(make_event(1, severity="low"))
     assert (await healthy.events(1))[0]["offset"] == 1
     assert (await healthy.request({"type": "ping", "id": 2}))["type"] == "pong"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_endpoint_works_over_tls(serve_process, tmp_path):
+    """``server.tls.*``: the stream handed over after the 101 is a TLS stream; events, large
+    frames both ways, pings and the close handshake go through it as over plain TCP."""
+    cert, key = write_tls_pair(tmp_path, "server")
+    proc = serve_process(base_config(server__tls__cert=str(cert), server__tls__key=str(key)))
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    request = HTTPRequest(
+        f"wss://127.0.0.1:{proc.port}/ws",
+        headers={"Authorization": f"Bearer {make_token()}"},
+        ssl_options=context,
+    )
+    client = WSClient(await websocket_connect(request, ping_interval=0.2))
+    assert (await client.recv())["type"] == "welcome"
+    reply = await client.request({"type": "subscribe", "id": 1, "channels": ["events"]})
+    assert reply["type"] == "subscribed", reply
+    big = "x" * 60_000  # a request near the 64 KiB message limit, read over TLS records
+    client.send({"type": "ping", "id": big})
+    assert (await client.recv_type("error"))["code"] == "bad_request"
+    blob = "y" * 30_000  # 20 of them: frames larger than a TLS record and the send buffer
+    line = {"event_type": "honeypot.ssh.login", "severity": "low"}
+    proc.send_lines([orjson.dumps({**line, "data": {"blob": blob, "n": n}}) for n in range(20)])
+    got = await client.events(20, timeout=10)
+    assert [m["event"]["data"]["n"] for m in got] == list(range(20))
+    assert all(m["event"]["data"]["blob"] == blob for m in got)
+    await asyncio.sleep(0.5)  # pings from the client, answered by the server
+    client.conn.close(1000, "bye")
+    code, _ = await client.closed()
+    assert code == 1000
