@@ -174,7 +174,6 @@ class WebSocketEndpoint:
         "_pong_busy",
         "_pong_next",
         "_opened",
-        "__weakref__",
     )
 
     def __init__(
