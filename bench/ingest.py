@@ -151,25 +151,47 @@ def delivery(kind: str, subscribers: int, count: int, args: argparse.Namespace) 
         server.stop()
 
 
+def write_lines(sock: socket.socket, payload: list[bytes], rate: float) -> None:
+    """``payload`` to ``sock``: at once when ``rate`` is 0, else ``rate`` lines a second
+    (in 1 ms ticks)."""
+    if not rate:
+        sock.sendall(b"".join(payload))
+        return
+    start, sent, tick = time.monotonic(), 0, max(1, int(rate / 1000))
+    while sent < len(payload):
+        sock.sendall(b"".join(payload[sent : sent + tick]))
+        sent += tick
+        ahead = start + sent / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+
+
 def burst_vs_live(subscribers: int, burst: int, args: argparse.Namespace) -> dict[str, Any]:
-    """The steady feed's p99 alone, then while a ``burst``-line OpenCanary burst comes in."""
+    """The steady feed's p99 alone, then while a ``burst``-line OpenCanary burst comes in (at
+    once, or at ``--ingest-burst-rate`` lines/s with the steady feed lasting as long)."""
     server = Server("netsentinel", secrets.token_hex(16), args.out, settings=dict(QUEUE_BOUND))
     server.start()
     clients = Clients(1, args.loop)
     feeder = Feeder("127.0.0.1", server.ingest_port, 500)
     try:
         connect(clients, server, subscribers, args)
-        steady_count = int(args.rate * args.duration)
-        result: dict[str, Any] = {"subscribers": subscribers, "burst_lines": burst}
+        rate = args.ingest_burst_rate
+        result: dict[str, Any] = {
+            "subscribers": subscribers,
+            "burst_lines": burst,
+            "burst_rate": rate or None,
+        }
         for label, lines in (("alone", 0), ("during_burst", burst)):
+            duration = max(args.duration, lines / rate) if rate else args.duration
+            steady_count = int(args.rate * duration)
             clients.call("arm", {"target": steady_count + lines})
             writer = None
             if lines:
-                payload = b"".join(opencanary_line(n) + b"\n" for n in range(lines))
+                payload = [opencanary_line(n) + b"\n" for n in range(lines)]
                 sock = socket.create_connection(("127.0.0.1", server.ingest_port))
-                writer = threading.Thread(target=sock.sendall, args=(payload,))
+                writer = threading.Thread(target=write_lines, args=(sock, payload, rate))
                 writer.start()
-            feeder.steady(args.rate, args.duration)
+            feeder.steady(args.rate, duration)
             if writer is not None:
                 writer.join()
                 sock.close()
@@ -200,7 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"parse+normalize+serialize alone {rates['limit']:,.0f} lines/s",
             flush=True,
         )
-    for kind in LINES:
+    for kind in LINES if args.ingest_lines else ():
         for subs, lines in ((1, args.ingest_lines), (2000, args.ingest_lines // 4)):
             case = delivery(kind, subs, lines, args)
             out["delivery"].append(case)

@@ -143,6 +143,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=100_000,
         help="lines of the ingest burst written beside the steady feed",
     )
+    p.add_argument(
+        "--ingest-burst-rate",
+        type=float,
+        default=0.0,
+        help="write the burst at this many lines/s instead of at once (0: at once); the "
+        "steady feed then lasts as long as the burst",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for JSON, table, PNG")
     p.add_argument("--plot", type=Path, help="also write the PNG plot here")
     return p.parse_args(argv)
