@@ -53,8 +53,11 @@ log = logging.getLogger("netsentinel_websocket.connection")
 
 #: Bytes asked of the socket per read (the reader holds at most one message besides).
 READ_CHUNK = 64 * 1024
-#: Seconds a client has to answer our close frame before the connection is dropped.
+#: Seconds a client has to answer our close frame (or to take it) before the connection is
+#: dropped.
 CLOSE_TIMEOUT = 5.0
+#: The code recorded for a client's close frame without one (RFC 6455 7.1.5).
+NO_STATUS = 1005
 _PING, _PONG = 0x9, 0xA
 
 
@@ -68,7 +71,7 @@ class WebSocketUpgrade(tornado.web.RequestHandler):
 
     def get(self) -> None:
         headers = self.request.headers
-        refused = wsprotocol.refusal(headers)
+        refused = wsprotocol.refusal(headers, self.request.version)
         origin = headers.get("Origin")
         if refused is None and origin is not None and not self._origin_allowed(origin):
             refused = (403, "Cross origin websockets not allowed")
@@ -118,6 +121,8 @@ class _Heartbeat:
         self._timeout = min(timeout, interval)
         self._members: dict[WebSocketEndpoint, None] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._pinged: list[WebSocketEndpoint] = []  # the last round, until it is checked
+        self._checker: asyncio.TimerHandle | None = None
 
     def add(self, conn: WebSocketEndpoint) -> None:
         self._members[conn] = None
@@ -129,15 +134,22 @@ class _Heartbeat:
 
     def _ping(self) -> None:
         self._timer = None
+        if self._checker is not None:  # due at the same moment (timeout == interval): first
+            self._checker.cancel()
+            self._check()
         if not self._members:
             return  # the next connection starts the timer again
-        pinged = [conn for conn in tuple(self._members) if conn.send_ping()]
+        self._pinged = [conn for conn in tuple(self._members) if conn.send_ping()]
         loop = asyncio.get_running_loop()
         if self._timeout > 0:
-            loop.call_later(self._timeout, self._check, pinged)
+            self._checker = loop.call_later(self._timeout, self._check)
         self._timer = loop.call_later(self._interval, self._ping)
 
-    def _check(self, pinged: list[WebSocketEndpoint]) -> None:
+    def _check(self) -> None:
+        """Close those of the last round that have not answered, before anyone is pinged
+        again (which would reset their answer)."""
+        self._checker = None
+        pinged, self._pinged = self._pinged, []
         for conn in pinged:
             if conn in self._members and not conn.answered:
                 conn.close_with(disconnect.PING_TIMEOUT)
@@ -255,7 +267,8 @@ class WebSocketEndpoint:
         self.close_with(disconnect.SLOW_CONSUMER)
 
     def _broken(self) -> None:
-        self.node.metrics.write_errors.inc()
+        if not self._closing:  # a write cut short by our own close is no write error
+            self.node.metrics.write_errors.inc()
         self.abort()
 
     # --- reading: the stream's bytes to the reader, its events to the session ---
@@ -266,6 +279,9 @@ class WebSocketEndpoint:
         """The 101 is written: admit the connection, hand the token it brought to the session
         and start reading."""
         self._stream.set_close_callback(self._on_stream_closed)
+        if self._stream.closed():  # the 101 could not be written: its close callback has run
+            self._ended = True
+            return
         self._stream.set_nodelay(True)
         refusal = self.node.admit(self, self._ip)
         if refusal is not None:
@@ -333,13 +349,14 @@ class WebSocketEndpoint:
             self.answered = True
         elif isinstance(event, Closing):
             self._client_closed = True
-            self.close_code = event.code
+            self.close_code = event.code if event.code is not None else NO_STATUS
             self._send_close(event.code, "")  # echoed (RFC 6455 5.5.1), then we are done
-            self._stream.close()
+            self._drop_when_written()
+        elif event.why is not None:
+            self._send_close(event.why.code, event.why.reason)
+            self._drop_when_written()  # a peer that broke the protocol gets no more than that
         else:
-            if event.why is not None:
-                self._send_close(event.why.code, event.why.reason)
-            self._stream.close()  # at once: a peer that broke the protocol is not waited for
+            self.abort()  # without a close frame
         return None
 
     def _on_timer(self) -> None:
@@ -531,8 +548,23 @@ class WebSocketEndpoint:
         self._outbox.clear()
         self._send_close(reason.code, reason.reason)
         if self._client_closed:
-            self._stream.close()
-        elif self._linger is None and not self._stream.closed():
+            self._drop_when_written()
+        else:
+            self._linger_at_most()
+
+    def _drop_when_written(self) -> None:
+        """Close the stream once what it holds (our close frame last) has reached the socket:
+        closing at once would throw away the close frame behind a large write in flight.
+        ``CLOSE_TIMEOUT`` at most, for a peer that does not read."""
+        try:
+            flushed = self._stream.write(b"")  # done when everything before it is written
+        except StreamClosedError:
+            return
+        flushed.add_done_callback(lambda _: self._stream.close())
+        self._linger_at_most()
+
+    def _linger_at_most(self) -> None:
+        if self._linger is None and not self._stream.closed():
             self._linger = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
     def _send_close(self, code: int | None, reason: str) -> None:

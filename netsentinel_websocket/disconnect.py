@@ -43,5 +43,5 @@ TOO_MANY = Disconnect(4029, "too many connections")
 #: Codes a closed connection is counted under in metrics; any other (a client may send any
 #: code) is counted as ``other``, so clients cannot mint new series.
 COUNTED_CODES = frozenset(
-    {1000, 1001, 1002, 1003, 1006, 1008, 1009, 1011, 4001, 4003, 4004, 4008, 4009, 4029}
+    {1000, 1001, 1002, 1003, 1005, 1006, 1008, 1009, 1011, 4001, 4003, 4004, 4008, 4009, 4029}
 )

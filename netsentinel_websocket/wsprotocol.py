@@ -16,8 +16,12 @@ from dataclasses import dataclass
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 
 
-def refusal(headers: Mapping[str, str]) -> tuple[int, str] | None:
-    """The HTTP status and message refusing an upgrade request, None when it is one."""
+def refusal(headers: Mapping[str, str], version: str = "HTTP/1.1") -> tuple[int, str] | None:
+    """The HTTP status and message refusing an upgrade request, None when it is one.
+    ``version``: the request line's; an upgrade needs HTTP/1.1 (RFC 6455 4.2.1), and an
+    HTTP/1.0 connection is closed once its answer is written."""
+    if version != "HTTP/1.1":
+        return 400, "WebSocket upgrades need HTTP/1.1"
     if headers.get("Upgrade", "").lower() != "websocket":
         return 400, 'Can "Upgrade" only to "WebSocket".'
     if "upgrade" not in (part.strip().lower() for part in headers.get("Connection", "").split(",")):

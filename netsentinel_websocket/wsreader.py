@@ -123,25 +123,30 @@ class FrameReader:
         self._done = False
 
     def feed(self, data: bytes) -> None:
-        """Bytes from the socket, in order."""
-        if self._pos == len(self._buffer):  # all taken: a fresh buffer, not a large one kept
-            self._buffer = bytearray(data)
-        else:
-            del self._buffer[: self._pos]
+        """Bytes from the socket, in order (dropped once the reader is done)."""
+        if self._done:
+            return
+        if self._buffer:
             self._buffer += data
-        self._pos = 0
+        else:
+            self._buffer = bytearray(data)
 
     def next(self) -> Event | None:
         """The next message or control event, None until more bytes are fed (and forever after
-        a :class:`Closing` or :class:`Refuse`)."""
+        a :class:`Closing` or :class:`Refuse`). Between two calls that return None the reader
+        holds only the frame in progress and the message's fragments so far."""
         while not self._done:
             frame = self._frame()
             if frame is None:
+                if self._pos:  # what was taken is not kept while waiting for the rest
+                    del self._buffer[: self._pos]
+                    self._pos = 0
                 return None
             event = self._message(*frame) if not isinstance(frame, Refuse) else frame
             if isinstance(event, (Closing, Refuse)):
                 self._done = True
                 self._buffer = bytearray()
+                self._pos = 0
                 self._fragments = None
                 self._inflater = None
             if event is not None:
@@ -185,7 +190,10 @@ class FrameReader:
             return None
         mask = bytes(buf[pos + head : pos + head + 4])
         payload = unmask(mask, bytes(buf[pos + head + 4 : end]))
-        self._pos = end
+        if end == len(buf):  # all taken: nothing of it is held while the client is idle
+            self._buffer, self._pos = bytearray(), 0
+        else:
+            self._pos = end
         if opcode in (_TEXT, _BINARY):  # a control frame may come between fragments
             self._compressed = bool(first & _RSV1)
         return first & _FIN, opcode, payload

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import ssl
+import struct
 import time
 
 import orjson
@@ -172,3 +173,113 @@ async def test_the_endpoint_works_over_tls(serve_process, tmp_path):
     client.conn.close(1000, "bye")
     code, _ = await client.closed()
     assert code == 1000
+
+
+UPGRADE = (
+    "GET /ws HTTP/{version}\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def upgrade_request(version: str = "1.1") -> bytes:
+    return UPGRADE.format(version=version, key=base64.b64encode(os.urandom(16)).decode()).encode()
+
+
+async def until_no_connection(server, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while server.node.connections or server.node._per_ip:
+        assert time.monotonic() < deadline, (len(server.node.connections), server.node._per_ip)
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_upgrades_that_end_before_the_101_leave_no_connection_behind(server_factory):
+    """An HTTP/1.0 upgrade is refused (its connection would close after the 101), and a peer
+    that resets right after its request leaves nothing counted: neither can fill the caps."""
+    server = await server_factory(websocket__auth__timeout=0.5, websocket__limits__per_ip=3)
+    loop = asyncio.get_running_loop()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setblocking(False)
+    await loop.sock_sendall(sock, upgrade_request("1.0"))
+    answer = await read_until(sock, lambda d: b"\r\n\r\n" in d)
+    assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400"), answer
+    sock.close()
+    for _ in range(20):  # request, then RST at once
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.sendall(upgrade_request())
+        sock.close()
+        await asyncio.sleep(0.01)
+    await until_no_connection(server, 5)
+    client = await server.subscriber(["events"])  # per_ip 3 is not taken by ghosts
+    assert (await client.request({"type": "ping", "id": 1}))["type"] == "pong"
+
+
+async def stalled_subscriber(server, raw_client, make_event):
+    """A raw client subscribed to ``events`` that stops reading while 80 events of 10 KB
+    wait for it: the server has a large write in flight and frames queued behind it."""
+    client = await raw_client(server.port, rcvbuf=16 * 1024)
+    await client.subscribe(["events"])
+    for n in range(80):
+        await server.publish(make_event(n, severity="low", blob="x" * 10_000))
+    await asyncio.sleep(0.3)
+    return client
+
+
+async def frames_until_close(client, timeout: float = 10) -> tuple[int, list[dict], bytes]:
+    """Read every frame up to the close frame: events seen, and the close payload."""
+    events, deadline = [], time.monotonic() + timeout
+    while True:
+        opcode, payload = await client.frame(max(0.01, deadline - time.monotonic()))
+        if opcode == 0x8:
+            return len(events), events, payload
+        assert opcode == 0x1
+        events += [json.loads(line) for line in payload.split(b"\n") if line]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_close_behind_a_large_write_still_reaches_the_client(
+    server_factory, raw_client, make_event
+):
+    """The echo of a client's close (and our 1002 for a broken frame) follows whole frames:
+    the stream is closed once they are written, not at once."""
+    server = await server_factory()
+    for frame_out, code in ((masked(struct.pack("!H", 1000) + b"bye", 0x8), 1000), (None, 1002)):
+        client = await stalled_subscriber(server, raw_client, make_event)
+        if frame_out is None:  # unmasked: a protocol breach
+            frame_out = bytes((0x81, 2)) + b"{}"
+        client.sock.send(frame_out)
+        await asyncio.sleep(0.2)
+        count, events, payload = await frames_until_close(client)
+        assert int.from_bytes(payload[:2], "big") == code
+        assert count > 0 and all(m["type"] in ("event", "subscribed") for m in events)
+        client.close()
+        await until_no_connection(server, 6)
+    assert server.node.metrics.write_errors._value.get() == 0
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_close_without_a_code_is_counted_as_1005(server_factory, raw_client):
+    server = await server_factory()
+    client = await raw_client(server.port)
+    assert (await client.message())["type"] == "welcome"
+    client.sock.send(masked(b"", 0x8))
+    opcode, payload = await client.frame()
+    assert (opcode, payload) == (0x8, b"")  # echoed as it came
+    await until_no_connection(server, 5)
+    closes = server.node.metrics.closes.labels("1005")._value.get()
+    assert closes == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_timeout_equal_to_the_interval_closes_no_peer_that_answers(server_factory):
+    """The heartbeat checks a round's answers before it pings again, even when both are due
+    at the same moment (the defaults are 20 s and 20 s)."""
+    server = await server_factory(
+        websocket__heartbeat__interval=0.2, websocket__heartbeat__timeout=0.2
+    )
+    clients = [await server.subscriber(["events"]) for _ in range(20)]  # they answer pings
+    await asyncio.sleep(3)  # 15 rounds
+    assert len(server.node.connections) == 20
+    for client in clients:
+        assert (await client.request({"type": "ping", "id": 1}))["type"] == "pong"

@@ -318,3 +318,10 @@ def test_client_no_context_takeover_of_a_declined_offer_does_not_leak():
 def test_repeated_no_context_takeover_spelled_differently_is_declined():
     header = "permessage-deflate; server_no_context_takeover; server_no_context_takeover"
     assert negotiate_deflate(header) is None
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/0.9", "HTTP/2.0"])
+def test_an_upgrade_needs_http_1_1(version):
+    """RFC 6455 4.2.1; an HTTP/1.0 connection would be closed right after its 101."""
+    assert refusal(upgrade(), version) == (400, "WebSocket upgrades need HTTP/1.1")
+    assert refusal(upgrade(), "HTTP/1.1") is None

@@ -753,3 +753,24 @@ def test_a_message_ending_in_an_empty_stored_block_inflates():
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     payload = compressor.compress(b"hello") + compressor.flush(zlib.Z_SYNC_FLUSH) + b"\x01"
     assert read(frame(payload, rsv=RSV1), inflate_bits=15) == ["hello"]
+
+
+def test_nothing_is_held_once_every_frame_is_taken():
+    """A connection that sent a large message and went quiet keeps no buffer of it."""
+    reader = FrameReader(MAX)
+    reader.feed(frame(b"x" * 60_000) + frame(b"y" * 10)[:3])
+    assert reader.next() == "x" * 60_000
+    assert reader.next() is None  # the endpoint asks until then, and reads
+    assert len(reader._buffer) == 3  # the start of the next frame only
+    reader.feed(frame(b"y" * 10)[3:])
+    assert reader.next() == "y" * 10
+    assert len(reader._buffer) == 0
+
+
+def test_bytes_after_the_end_are_dropped():
+    reader = FrameReader(MAX)
+    reader.feed(frame(b"", CLOSE))
+    assert reader.next() == Closing(None, "")
+    reader.feed(frame(b"x" * 1000) * 50)
+    assert reader.next() is None
+    assert len(reader._buffer) == 0
