@@ -774,3 +774,13 @@ def test_bytes_after_the_end_are_dropped():
     reader.feed(frame(b"x" * 1000) * 50)
     assert reader.next() is None
     assert len(reader._buffer) == 0
+
+
+def test_bytes_may_be_fed_before_none_is_returned():
+    """Feeding is allowed at any time, not only once ``next`` has asked for more."""
+    reader = FrameReader(MAX)
+    reader.feed(frame(b"first"))
+    assert reader.next() == "first"  # all taken, and the buffer with it
+    reader.feed(frame(b"second"))
+    assert reader.next() == "second"
+    assert reader.next() is None
