@@ -246,6 +246,7 @@ async def test_clients_cannot_mint_metric_series_or_break_the_protocol(serve_pro
         "1001",
         "1002",
         "1003",
+        "1005",
         "1006",
         "1008",
         "1009",
