@@ -30,7 +30,7 @@ from tornado.iostream import IOStream, StreamClosedError
 from . import audit, disconnect, protocol, wsprotocol
 from .auth import AuthError
 from .disconnect import Disconnect
-from .frames import close_frame, control_frame, text_frame
+from .frames import PING, PONG, close_frame, control_frame, text_frame
 from .node import Node
 from .outbox import Outbox
 from .session import (
@@ -58,7 +58,6 @@ READ_CHUNK = 64 * 1024
 CLOSE_TIMEOUT = 5.0
 #: The code recorded for a client's close frame without one (RFC 6455 7.1.5).
 NO_STATUS = 1005
-_PING, _PONG = 0x9, 0xA
 
 
 class WebSocketUpgrade(tornado.web.RequestHandler):
@@ -72,8 +71,8 @@ class WebSocketUpgrade(tornado.web.RequestHandler):
     def get(self) -> None:
         headers = self.request.headers
         refused = wsprotocol.refusal(headers, self.request.version)
-        origin = headers.get("Origin")
-        if refused is None and origin is not None and not self._origin_allowed(origin):
+        origin, host = headers.get("Origin"), self.request.host
+        if refused is None and origin is not None and not self.node.origin_allowed(origin, host):
             refused = (403, "Cross origin websockets not allowed")
         if refused is not None:
             status, message = refused
@@ -104,9 +103,6 @@ class WebSocketUpgrade(tornado.web.RequestHandler):
         self.finish()
         endpoint = WebSocketEndpoint(self.node, self.detach(), self.request.remote_ip, deflate)
         endpoint.open(*credentials)
-
-    def _origin_allowed(self, origin: str) -> bool:
-        return self.node.origin_allowed(origin, self.request.host)
 
 
 class _Heartbeat:
@@ -498,7 +494,7 @@ class WebSocketEndpoint:
         if self._close_sent is not None or self._client_closed or self._stream.closed():
             return False
         self.answered = False
-        self._write(control_frame(_PING))
+        self._write(control_frame(PING))
         return True
 
     def _pong(self, data: bytes) -> None:
@@ -511,7 +507,7 @@ class WebSocketEndpoint:
         if self._close_sent is not None:
             return
         try:
-            future = self._stream.write(control_frame(_PONG, data))
+            future = self._stream.write(control_frame(PONG, data))
         except StreamClosedError:
             return
         self._pong_busy = True

@@ -33,9 +33,9 @@ from .disconnect import (
     UNMASKED,
     Disconnect,
 )
+from .frames import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
 
 _FIN, _RSV1, _RSV = 0x80, 0x40, 0x70
-_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.2: put back before inflating
 
 
@@ -165,7 +165,7 @@ class FrameReader:
         if not second & 0x80:
             return Refuse(UNMASKED)
         # RSV1 marks a compressed message: on its first frame only, and only if negotiated.
-        allowed = _RSV1 if self._inflate_bits is not None and opcode in (_TEXT, _BINARY) else 0
+        allowed = _RSV1 if self._inflate_bits is not None and opcode in (TEXT, BINARY) else 0
         if first & _RSV & ~allowed:
             return Refuse(RESERVED_BITS)
         length = second & 0x7F
@@ -194,7 +194,7 @@ class FrameReader:
             self._buffer, self._pos = bytearray(), 0
         else:
             self._pos = end
-        if opcode in (_TEXT, _BINARY):  # a control frame may come between fragments
+        if opcode in (TEXT, BINARY):  # a control frame may come between fragments
             self._compressed = bool(first & _RSV1)
         return first & _FIN, opcode, payload
 
@@ -204,7 +204,7 @@ class FrameReader:
             if not fin:
                 return Refuse(None)  # control frames are never fragmented
             return self._control(opcode, payload)
-        if opcode == _CONTINUATION:
+        if opcode == CONTINUATION:
             if self._fragments is None:
                 return Refuse(None)  # nothing to continue
             self._fragments += payload
@@ -220,14 +220,14 @@ class FrameReader:
         return self._data(opcode, payload)
 
     def _data(self, opcode: int, payload: bytes) -> Event:
-        if opcode not in (_TEXT, _BINARY):
+        if opcode not in (TEXT, BINARY):
             return Refuse(None)  # an opcode RFC 6455 reserves
         if self._compressed:
             inflated = self._inflate(payload)
             if isinstance(inflated, Refuse):
                 return inflated
             payload = inflated
-        if opcode == _BINARY:
+        if opcode == BINARY:
             return payload
         try:
             return payload.decode("utf-8")
@@ -253,18 +253,19 @@ class FrameReader:
 
     @staticmethod
     def _control(opcode: int, payload: bytes) -> Event:
-        if opcode == _PING:
+        if opcode == PING:
             return Ping(payload)
-        if opcode == _PONG:
+        if opcode == PONG:
             return Pong(payload)
-        if opcode != _CLOSE:
+        if opcode != CLOSE:
             return Refuse(None)  # an opcode RFC 6455 reserves
         if not payload:
             return Closing(None, "")
-        if len(payload) == 1 or not valid_close_code(int.from_bytes(payload[:2], "big")):
+        code = int.from_bytes(payload[:2], "big")
+        if len(payload) == 1 or not valid_close_code(code):
             return Refuse(PROTOCOL_ERROR)
         try:
             reason = payload[2:].decode("utf-8")
         except UnicodeDecodeError:
             return Refuse(PROTOCOL_ERROR)
-        return Closing(int.from_bytes(payload[:2], "big"), reason)
+        return Closing(code, reason)
