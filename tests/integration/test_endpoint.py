@@ -23,12 +23,22 @@ from ..conftest import WSClient, base_config, make_token, parse_frames
 from ..keyfiles import write_tls_pair
 
 
-def masked(payload: bytes, opcode: int = 0x1) -> bytes:
+def masked(payload: bytes, opcode: int = 0x1, fin: bool = True) -> bytes:
     """One masked client frame (payloads under 126 bytes)."""
     assert len(payload) < 126
     mask = os.urandom(4)
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + body
+    return bytes((0x80 * fin | opcode, 0x80 | len(payload))) + mask + body
+
+
+UPGRADE = (
+    "GET /ws HTTP/{version}\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def upgrade_request(version: str = "1.1") -> bytes:
+    return UPGRADE.format(version=version, key=base64.b64encode(os.urandom(16)).decode()).encode()
 
 
 async def read_until(sock: socket.socket, done, timeout: float = 5) -> bytes:
@@ -55,14 +65,9 @@ async def test_frames_sent_with_the_upgrade_request_are_read(server_factory):
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", server.port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    head = (
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
     auth = json.dumps({"type": "auth", "token": make_token()}).encode()
     frames = masked(b"", 0x9) + masked(json.dumps({"type": "ping", "id": 7}).encode())
-    await loop.sock_sendall(sock, head + _auth_frames(auth) + frames)
+    await loop.sock_sendall(sock, upgrade_request() + _auth_frames(auth) + frames)
     data = await read_until(sock, lambda d: b'"pong"' in d)
     rest = data.split(b"\r\n\r\n", 1)[1]
     got = parse_frames(rest)
@@ -77,14 +82,10 @@ async def test_frames_sent_with_the_upgrade_request_are_read(server_factory):
 def _auth_frames(auth: bytes) -> bytes:
     """The ``auth`` message (over 125 bytes) as fragments of at most 100 bytes."""
     parts = [auth[i : i + 100] for i in range(0, len(auth), 100)]
-    out = b""
-    for i, part in enumerate(parts):
-        opcode = 0x1 if i == 0 else 0x0
-        fin = 0x80 if i == len(parts) - 1 else 0
-        mask = os.urandom(4)
-        body = bytes(b ^ mask[j % 4] for j, b in enumerate(part))
-        out += bytes((fin | opcode, 0x80 | len(part))) + mask + body
-    return out
+    return b"".join(
+        masked(part, 0x1 if i == 0 else 0x0, fin=i == len(parts) - 1)
+        for i, part in enumerate(parts)
+    )
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -173,16 +174,6 @@ async def test_the_endpoint_works_over_tls(serve_process, tmp_path):
     client.conn.close(1000, "bye")
     code, _ = await client.closed()
     assert code == 1000
-
-
-UPGRADE = (
-    "GET /ws HTTP/{version}\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
-
-
-def upgrade_request(version: str = "1.1") -> bytes:
-    return UPGRADE.format(version=version, key=base64.b64encode(os.urandom(16)).decode()).encode()
 
 
 async def until_no_connection(server, seconds: float) -> None:
