@@ -784,3 +784,13 @@ def test_bytes_may_be_fed_before_none_is_returned():
     reader.feed(frame(b"second"))
     assert reader.next() == "second"
     assert reader.next() is None
+
+
+def test_a_client_that_asked_for_8_bit_windows_inflates():
+    """zlib compresses with no less than 9 bits when asked for 8; its raw inflater with 8
+    takes that (a reference 400 bytes back, beyond 256)."""
+    text = bytes(random.Random(8).choices(b"abcdefghijklmnop", k=400)) * 3
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -9)
+    data = (compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    assert len(data) < len(text) // 2  # the repeats are references
+    assert read(frame(data, rsv=RSV1), inflate_bits=8) == [text.decode()]
