@@ -15,11 +15,10 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 
-_FIN_TEXT = 0x81
-_RSV1 = 0x40  # "this message is compressed" under permessage-deflate
-
-#: Opcodes (RFC 6455 section 5.2), for the frames built here and the client's read by
-#: :mod:`.wsreader`.
+#: A frame's first byte (RFC 6455 section 5.2), for the frames built here and the client's
+#: read by :mod:`.wsreader`: the final-fragment bit, RSV1 ("this message is compressed" under
+#: permessage-deflate), and the opcodes.
+FIN, RSV1 = 0x80, 0x40
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 #: zlib's level for compressed frames. Measured on a 200-event burst frame (114 KB): 6, zlib's
@@ -43,10 +42,10 @@ def deflate(payload: bytes, window_bits: int) -> bytes:
 def text_frame(payload: bytes, window_bits: int | None = None) -> bytes:
     """A single final text frame holding ``payload`` (UTF-8 JSON), compressed with
     :func:`deflate` when ``window_bits`` is given (the client negotiated permessage-deflate)."""
-    first = _FIN_TEXT
+    first = FIN | TEXT
     if window_bits is not None:
         payload = deflate(payload, window_bits)
-        first |= _RSV1
+        first |= RSV1
     n = len(payload)
     if n < 126:
         header = bytes((first, n))
@@ -62,7 +61,7 @@ def control_frame(opcode: int, payload: bytes = b"") -> bytes:
     :data:`PONG`); control payloads are at most 125 bytes
     (RFC 6455 5.5), so a longer close reason is cut."""
     payload = payload[:125]
-    return bytes((0x80 | opcode, len(payload))) + payload
+    return bytes((FIN | opcode, len(payload))) + payload
 
 
 def close_frame(code: int | None, reason: str = "") -> bytes:

@@ -33,9 +33,9 @@ from .disconnect import (
     UNMASKED,
     Disconnect,
 )
-from .frames import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
+from .frames import BINARY, CLOSE, CONTINUATION, FIN, PING, PONG, RSV1, TEXT
 
-_FIN, _RSV1, _RSV = 0x80, 0x40, 0x70
+_RSV = 0x70  # the three reserved bits
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.2: put back before inflating
 
 
@@ -165,7 +165,7 @@ class FrameReader:
         if not second & 0x80:
             return Refuse(UNMASKED)
         # RSV1 marks a compressed message: on its first frame only, and only if negotiated.
-        allowed = _RSV1 if self._inflate_bits is not None and opcode in (TEXT, BINARY) else 0
+        allowed = RSV1 if self._inflate_bits is not None and opcode in (TEXT, BINARY) else 0
         if first & _RSV & ~allowed:
             return Refuse(RESERVED_BITS)
         length = second & 0x7F
@@ -195,8 +195,8 @@ class FrameReader:
         else:
             self._pos = end
         if opcode in (TEXT, BINARY):  # a control frame may come between fragments
-            self._compressed = bool(first & _RSV1)
-        return first & _FIN, opcode, payload
+            self._compressed = bool(first & RSV1)
+        return first & FIN, opcode, payload
 
     def _message(self, fin: int, opcode: int, payload: bytes) -> Event | None:
         """What a whole frame means: a message or control event, None for a fragment."""
