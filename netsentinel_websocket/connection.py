@@ -229,9 +229,9 @@ class WebSocketEndpoint:
 
     @property
     def closed(self) -> bool:
-        """True once no more frames may go out: we are closing, the client is (its close
-        frame came), or the stream is gone."""
-        return self._closing or self._client_closed or self._stream.closed()
+        """True once no more frames may go out: we are closing (also once the client's close
+        frame came: it is answered at once), or the stream is gone."""
+        return self._closing or self._stream.closed()
 
     @property
     def address(self) -> str:
@@ -491,7 +491,7 @@ class WebSocketEndpoint:
 
     def send_ping(self) -> bool:
         """A heartbeat ping; False when the connection can take none (closing)."""
-        if self._close_sent is not None or self._client_closed or self._stream.closed():
+        if self._close_sent is not None or self._stream.closed():  # a client's close: answered
             return False
         self.answered = False
         self._write(control_frame(PING))
