@@ -90,20 +90,27 @@ def _auth_frames(auth: bytes) -> bytes:
 
 @pytest.mark.gen_test(timeout=20)
 async def test_a_ping_flood_without_reading_is_answered_with_the_latest_only(
-    server_factory, raw_client
+    server_factory, raw_client, make_event
 ):
     """10,000 pings from a client that does not read: at most one pong in flight and the
-    latest waiting (RFC 6455 5.5.3), so the server holds no more than its socket's buffer."""
+    latest waiting (RFC 6455 5.5.3), so the server holds no more than its socket's buffer;
+    a subscriber beside it gets every event published meanwhile, in order."""
     server = await server_factory()
     client = await raw_client(server.port, rcvbuf=4096)
     assert (await client.message())["type"] == "welcome"
     (conn,) = server.node.connections
+    healthy = await server.subscriber(["events"])
     flood = b"".join(masked(b"%05d" % i + b"x" * 100, 0x9) for i in range(10_000))
     client.sock.setblocking(True)
     client.sock.settimeout(10)
     client.sock.sendall(flood)  # 1.1 MB: the server reads it all or this times out
     client.sock.setblocking(False)
-    await asyncio.sleep(0.5)
+    for n in range(50):  # while the server reads the flood
+        await server.publish(make_event(n, severity="low"))
+        await asyncio.sleep(0.01)
+    got = await healthy.events(50)
+    assert [m["offset"] for m in got] == list(range(1, 51))
+    assert [m["event"]["data"]["n"] for m in got] == list(range(50))
     assert len(conn._stream._write_buffer) < 64 * 1024
     pongs = []
     deadline = time.monotonic() + 10
